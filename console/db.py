@@ -1,0 +1,160 @@
+"""Engines and transactions: SQLite pragmas, PostgreSQL pool, bounded retry on lock."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from typing import Callable, Iterator, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or stayed locked: answer 503 and retry later."""
+
+
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """Create the engine for `settings`, configured for its dialect."""
+    if settings.is_sqlite:
+        path = settings.db_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            settings.database_url,
+            connect_args={"timeout": settings.db_busy_timeout_ms / 1000, "check_same_thread": False},
+            pool_size=pool_size or settings.api_threads,
+            max_overflow=4,
+            pool_pre_ping=False,
+        )
+        _configure_sqlite(engine, settings)
+        return engine
+    return create_engine(
+        settings.database_url,
+        pool_size=pool_size or settings.api_threads,
+        max_overflow=2,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": "local-telemetry"},
+    )
+
+
+def make_plain_engine(settings: Settings) -> Engine:
+    """An engine without pooling, for migrations and one-shot commands."""
+    if settings.is_sqlite:
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            settings.database_url,
+            poolclass=NullPool,
+            connect_args={"timeout": settings.db_busy_timeout_ms / 1000},
+        )
+        _configure_sqlite(engine, settings)
+        return engine
+    return create_engine(settings.database_url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+
+
+def _configure_sqlite(engine: Engine, settings: Settings) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        # We issue BEGIN ourselves (below), so that writers can take the lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(settings.db_busy_timeout_ms)}")
+        cursor.execute(f"PRAGMA journal_mode = {settings.db_journal_mode}")
+        cursor.execute(f"PRAGMA synchronous = {settings.db_synchronous}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        # A deferred transaction that later writes can fail at once with "locked"
+        # (busy_timeout does not apply to a lock upgrade); writers start IMMEDIATE.
+        if connection.get_execution_options().get("telemetry_write"):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+class Database:
+    """One engine and its session factories, per app (per worker process)."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None):
+        self.settings = settings
+        self.engine = engine or make_engine(settings)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(telemetry_write=True), expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; rolled back at the end."""
+        session = self._read()
+        try:
+            yield session
+        except DBAPIError as exc:
+            raise_if_unavailable(exc)
+            raise
+        finally:
+            session.rollback()
+            session.close()
+
+    def write(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
+        """Run `work(session)` in one write transaction and commit it.
+
+        Retried (a bounded number of times, with jitter) when the database is
+        locked or the connection dropped; then DatabaseUnavailable.
+        """
+        for attempt in range(attempts):
+            session = self._write()
+            try:
+                result = work(session)
+                session.commit()
+                return result
+            except DBAPIError as exc:
+                session.rollback()
+                if not is_transient(exc):
+                    raise
+                if attempt == attempts - 1:
+                    raise DatabaseUnavailable(describe_unavailable(exc)) from exc
+                time.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + random.random()))
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """True for errors that a retry may cure: a lock, a dropped connection."""
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return True
+    # On PostgreSQL an OperationalError is a connection that failed or dropped.
+    return isinstance(exc, OperationalError) and "sqlite" not in type(exc.orig).__module__
+
+
+def describe_unavailable(exc: DBAPIError) -> str:
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    if "locked" in text or "busy" in text:
+        return "the database is busy; retry shortly"
+    return "the database is unavailable; retry shortly"
+
+
+def raise_if_unavailable(exc: DBAPIError) -> None:
+    if is_transient(exc):
+        raise DatabaseUnavailable(describe_unavailable(exc)) from exc

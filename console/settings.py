@@ -1,0 +1,279 @@
+"""Every TELEMETRY_* setting, parsed and validated once.
+
+`load_settings(environ)` reads the environment (or a dict in tests) and returns a
+frozen `Settings`. A bad value raises `SettingsError` whose message is one line
+naming the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+APP_NAME = "local-telemetry"
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+def default_base_dir(environ: Mapping[str, str], platform: str = sys.platform) -> Path:
+    """Return the base directory by the rule shared with the SDK (API.md "Base directory")."""
+    if environ.get("TELEMETRY_BASE_DIR"):
+        return Path(environ["TELEMETRY_BASE_DIR"]).expanduser()
+    in_container = os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
+    if in_container and os.path.isdir("/data") and os.access("/data", os.W_OK):
+        return Path("/data")
+    home = Path(environ.get("HOME") or Path.home())
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / APP_NAME
+    if platform.startswith("win"):
+        local = environ.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
+        return Path(local) / APP_NAME
+    xdg = environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    return Path(xdg) / APP_NAME
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not allowed: use true or false")
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise SettingsError(f"{name}={raw!r} is not allowed: use a whole number of at least {minimum}{upper}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
+        for option in allowed:
+            if value.lower() == option.lower():
+                return option
+        raise SettingsError(f"{name}={raw!r} is not allowed: use one of {', '.join(allowed)}")
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _list(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _database_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("sqlite", "postgresql")):
+        raise SettingsError(f"{name}={_mask_url(value)!r} is not allowed: use a sqlite:/// or postgresql+psycopg:// URL")
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        value = "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
+def _git_hosts(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """Parse `host=flavour,host=flavour` (flavour: github, gitlab, bitbucket)."""
+    pairs = []
+    for part in _list(name, raw):
+        host, _, flavour = part.partition("=")
+        if flavour.strip().lower() not in ("github", "gitlab", "bitbucket") or not host.strip():
+            raise SettingsError(f"{name}={raw!r} is not allowed: use host=github|gitlab|bitbucket, comma-separated")
+        pairs.append((host.strip().lower(), flavour.strip().lower()))
+    return tuple(pairs)
+
+
+# name -> (attribute, parser, default). The default is already parsed.
+_SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
+    "TELEMETRY_DB_PATH": ("db_path_raw", _text, ""),
+    "TELEMETRY_DATABASE_URL": ("database_url_raw", _database_url, ""),
+    "TELEMETRY_API_HOST": ("api_host", _text, "127.0.0.1"),
+    "TELEMETRY_API_PORT": ("api_port", _int(1, 65535), 8765),
+    "TELEMETRY_API_WORKERS": ("api_workers", _int(1, 64), 1),
+    "TELEMETRY_API_THREADS": ("api_threads", _int(1, 256), 8),
+    "TELEMETRY_API_TIMEOUT": ("api_timeout", _int(1), 60),
+    "TELEMETRY_AUTO_UPGRADE": ("auto_upgrade", _bool, True),
+    "TELEMETRY_DB_JOURNAL_MODE": ("db_journal_mode", _choice("DELETE", "WAL"), "DELETE"),
+    "TELEMETRY_DB_SYNCHRONOUS": ("db_synchronous", _choice("FULL", "NORMAL"), "FULL"),
+    "TELEMETRY_DB_BUSY_TIMEOUT_MS": ("db_busy_timeout_ms", _int(0), 5000),
+    "TELEMETRY_API_AUTH_ENABLED": ("auth_enabled", _bool, False),
+    "TELEMETRY_API_AUTH_TOKEN": ("auth_tokens", _list, ()),
+    "TELEMETRY_API_AUTH_READS": ("auth_reads", _bool, False),
+    "TELEMETRY_RATE_LIMIT_ENABLED": ("rate_limit_enabled", _bool, False),
+    "TELEMETRY_RATE_LIMIT_RPM": ("rate_limit_rpm", _int(1), 600),
+    "TELEMETRY_MAX_BODY_BYTES": ("max_body_bytes", _int(1024), 10 * 1024 * 1024),
+    "TELEMETRY_MAX_BATCH_ITEMS": ("max_batch_items", _int(1), 5000),
+    "TELEMETRY_STALE_THRESHOLD_MINUTES": ("stale_threshold_minutes", _int(0), 60),
+    "TELEMETRY_GIT_HOSTS": ("git_hosts", _git_hosts, ()),
+    "GOOGLE_SHEETS_API_ENABLED": ("google_sheets_enabled", _bool, False),
+    "TELEMETRY_SECRET_KEY": ("secret_key_raw", _text, ""),
+    "TELEMETRY_COOKIE_SECURE": ("cookie_secure", _bool, False),
+    "TELEMETRY_TRUSTED_PROXIES": ("trusted_proxies", _int(0, 10), 0),
+    "TELEMETRY_LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+    "TELEMETRY_LOG_FORMAT": ("log_format", _choice("text", "json"), "text"),
+    "TELEMETRY_SCHEDULER_ENABLED": ("scheduler_enabled", _bool, False),
+}
+
+# Values never printed in full.
+SECRET_ATTRIBUTES = frozenset({"auth_tokens", "secret_key_raw"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings; build with `load_settings`, whose _SPEC holds the defaults."""
+
+    base_dir: Path
+    db_path_raw: str
+    database_url_raw: str
+    api_host: str
+    api_port: int
+    api_workers: int
+    api_threads: int
+    api_timeout: int
+    auto_upgrade: bool
+    db_journal_mode: str
+    db_synchronous: str
+    db_busy_timeout_ms: int
+    auth_enabled: bool
+    auth_tokens: tuple[str, ...]
+    auth_reads: bool
+    rate_limit_enabled: bool
+    rate_limit_rpm: int
+    max_body_bytes: int
+    max_batch_items: int
+    stale_threshold_minutes: int
+    git_hosts: tuple[tuple[str, str], ...]
+    google_sheets_enabled: bool
+    secret_key_raw: str
+    cookie_secure: bool
+    trusted_proxies: int
+    log_level: str
+    log_format: str
+    scheduler_enabled: bool
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file, or None on PostgreSQL."""
+        if not self.is_sqlite:
+            return None
+        if self.database_url_raw:
+            return Path(self.database_url_raw.split("///", 1)[1])
+        if self.db_path_raw:
+            return Path(self.db_path_raw).expanduser()
+        return self.base_dir / "db" / "telemetry.sqlite"
+
+    @property
+    def database_url(self) -> str:
+        if self.database_url_raw:
+            return self.database_url_raw
+        path = Path(self.db_path_raw).expanduser() if self.db_path_raw else self.base_dir / "db" / "telemetry.sqlite"
+        return f"sqlite:///{path}"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the console's own files (locks, secret key, backups) live.
+
+        Beside the database when only TELEMETRY_DB_PATH is set, so that two consoles
+        on two databases never share them; else the base directory.
+        """
+        if self.db_path_raw and not self.database_url_raw:
+            return Path(self.db_path_raw).expanduser().resolve().parent
+        return self.base_dir
+
+    @property
+    def backup_dir(self) -> Path:
+        if self.state_dir == self.base_dir:
+            return self.base_dir / "backups"
+        return self.state_dir / "backups"
+
+    def lock_path(self, purpose: str) -> Path:
+        """A lock file for `purpose` (upgrade, leader, serving), unique to this database."""
+        if self.db_path is not None:
+            return Path(f"{self.db_path}.{purpose}.lock")
+        return self.state_dir / f"postgresql.{purpose}.lock"
+
+    def secret_key(self) -> str:
+        """The key that signs sessions and CSRF tokens, shared by all workers.
+
+        When unset, one is generated into `secret_key` (mode 0600) in the state dir.
+        """
+        if self.secret_key_raw:
+            return self.secret_key_raw
+        path = self.state_dir / "secret_key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings by variable name, secrets masked."""
+        out: dict[str, Any] = {"TELEMETRY_BASE_DIR": str(self.base_dir)}
+        for name, (attr, _parser, _default) in _SPEC.items():
+            value = getattr(self, attr)
+            if attr in SECRET_ATTRIBUTES:
+                value = "***" if value else ""
+            elif attr == "database_url_raw":
+                value = _mask_url(value)
+            elif isinstance(value, tuple):
+                value = ",".join("=".join(v) if isinstance(v, tuple) else v for v in value)
+            out[name] = value
+        out["(database)"] = _mask_url(self.database_url)
+        return out
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Parse settings from `environ` (default: os.environ); keyword overrides win."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (attr, parser, default) in _SPEC.items():
+        raw = env.get(name)
+        values[attr] = default if raw is None or raw.strip() == "" else parser(name, raw)
+    values["base_dir"] = default_base_dir(env)
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.auth_enabled and not settings.auth_tokens:
+        raise SettingsError(
+            "TELEMETRY_API_AUTH_TOKEN='' is not allowed when TELEMETRY_API_AUTH_ENABLED=true: set one or more tokens"
+        )
+    return settings
+
+
+def documented_variables() -> list[str]:
+    """Every variable the settings read, for the docs test."""
+    return ["TELEMETRY_BASE_DIR", *_SPEC]

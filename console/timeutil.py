@@ -1,0 +1,60 @@
+"""Timestamps: one UTC text form for storage and answers, lenient parsing for filters."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timezone
+
+# The one form every time is stored (SQLite) and returned in; it sorts as text.
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+# SQLite expression that writes exactly UTC_FORMAT (strftime's %f has milliseconds).
+SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00')"
+
+_HAS_ZONE = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_utc(value: datetime) -> str:
+    """Render an aware datetime (naive means UTC) in the stored form."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime(UTC_FORMAT)
+
+
+def parse_timestamp(text: str, *, require_zone: bool = True) -> datetime:
+    """Parse ISO 8601 text into an aware UTC datetime.
+
+    With `require_zone`, text without an offset is a ValueError (bodies); without it,
+    a bare date or a naive time means UTC (query filters, legacy rows).
+    """
+    if not isinstance(text, str):
+        raise ValueError("timestamp must be a string")
+    raw = text.strip()
+    if not raw or len(raw) > 64:
+        raise ValueError("timestamp is empty or too long")
+    if len(raw) == 10 and not require_zone:
+        parsed_date = date.fromisoformat(raw)
+        return datetime(parsed_date.year, parsed_date.month, parsed_date.day, tzinfo=timezone.utc)
+    has_zone = bool(_HAS_ZONE.search(raw))
+    if require_zone and not has_zone:
+        raise ValueError("timestamp must include a timezone, e.g. 2026-01-12T10:30:00Z")
+    if raw[-1] in "Zz":
+        raw = raw[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def normalise_stored(text: str | None) -> str | None:
+    """Rewrite any stored time text (legacy naive forms included) into UTC_FORMAT."""
+    if text is None or text == "":
+        return None
+    try:
+        return format_utc(parse_timestamp(text, require_zone=False))
+    except ValueError:
+        return text
