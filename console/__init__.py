@@ -1,0 +1,63 @@
+"""Local Telemetry console: create_app() wires settings → db → blueprints → errors → CLI."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from flask import Flask
+from sqlalchemy import text
+
+from .db import Database
+from .settings import Settings, load_settings
+
+__version__ = "0.1.0"
+
+
+def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[str, Any]] = None) -> Flask:
+    """Build the console. No threads are started here (the scheduler is `serve`'s)."""
+    settings = settings or load_settings()
+    app = Flask(__name__, static_folder="static", template_folder="../templates")
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key(),
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        # Chunked bodies without a length are cut off here too.
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+    )
+    app.json.sort_keys = False
+    if test_config:
+        app.config.update(test_config)
+
+    app.extensions["telemetry_db"] = Database(settings)
+
+    from . import logs, middleware
+    from .api import init_app as init_api
+
+    logs.init_app(app)
+    middleware.init_app(app)
+    init_api(app)
+    return app
+
+
+def get_db(app: Flask) -> Database:
+    return app.extensions["telemetry_db"]
+
+
+def storage_facts(app: Flask) -> dict[str, Any]:
+    """What /health and /version say of the storage."""
+    db = get_db(app)
+    facts: dict[str, Any] = {"database": db.dialect, "journal_mode": None, "synchronous": None}
+    with db.read() as session:
+        if db.dialect == "sqlite":
+            facts["journal_mode"] = session.execute(text("PRAGMA journal_mode")).scalar()
+            level = session.execute(text("PRAGMA synchronous")).scalar()
+            facts["synchronous"] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(level, str(level))
+        try:
+            facts["schema_revision"] = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:
+            session.rollback()
+            facts["schema_revision"] = None
+    return facts

@@ -1,0 +1,62 @@
+"""Liveness, versions, and the API's own description (/openapi.json, /docs)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from flask import current_app, send_from_directory
+from pydantic import BaseModel
+from swagger_ui_bundle import swagger_ui_path
+
+from .. import __version__, storage_facts
+from . import root_bp
+from .openapi import build_document
+from .spec import route
+
+API_VERSION = "3.0.0"
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+    api_version: str
+    database: Literal["sqlite", "postgresql"]
+    journal_mode: Optional[str]
+    synchronous: Optional[str]
+    schema_revision: Optional[str]
+
+
+class VersionOut(BaseModel):
+    api_version: str
+    app_version: str
+    schema_revision: Optional[str]
+
+
+@route(root_bp, "/health", "GET", summary="Liveness and storage facts", tags=["health"],
+       responses={200: HealthOut}, auth="open", prefix="")
+def health():
+    facts = storage_facts(current_app)
+    return {"status": "ok", "version": API_VERSION, "api_version": API_VERSION, **facts}
+
+
+@route(root_bp, "/version", "GET", summary="Versions of the API, the app and the schema", tags=["health"],
+       responses={200: VersionOut}, auth="open", prefix="")
+def version():
+    facts = storage_facts(current_app)
+    return {"api_version": API_VERSION, "app_version": __version__, "schema_revision": facts["schema_revision"]}
+
+
+@root_bp.get("/openapi.json")
+def openapi_document():
+    return build_document(__version__)
+
+
+@root_bp.get("/docs")
+def docs_page():
+    return current_app.send_static_file("docs.html")
+
+
+@root_bp.get("/docs/assets/<path:name>")
+def docs_assets(name: str):
+    """Swagger UI's files, served from its package (never from a CDN)."""
+    return send_from_directory(str(swagger_ui_path), name)

@@ -1,0 +1,1 @@
+"""Run routes (compatible with local-telemetry HTTP API 3.0.0, plus ours)."""

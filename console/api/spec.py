@@ -1,0 +1,115 @@
+"""Routes that validate with pydantic models and describe themselves in OpenAPI.
+
+`route(bp, rule, ...)` registers a view on the blueprint and records, from the same
+models that validate the request, what the OpenAPI document says of it. Nothing in
+/openapi.json is written by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from flask import Blueprint, abort, request
+from pydantic import BaseModel, ValidationError
+
+from ..validation import BodyError, error_details, parse_json_body
+from .errors import ApiError
+
+
+@dataclass
+class Operation:
+    path: str
+    method: str
+    summary: str
+    tags: list[str]
+    body: Any = None
+    query: Optional[type[BaseModel]] = None
+    responses: dict[int, Any] = field(default_factory=dict)
+    auth: str = "read"  # read | write | open
+
+
+OPERATIONS: list[Operation] = []
+
+# Every API operation may answer these, whatever it does.
+COMMON_ERRORS = {401, 413, 415, 429, 500, 503}
+
+
+def openapi_path(rule: str) -> str:
+    """Flask's `<name>` placeholders in OpenAPI's `{name}` form."""
+    return rule.replace("<", "{").replace(">", "}").replace("{path:", "{")
+
+
+def route(
+    bp: Blueprint,
+    rule: str,
+    method: str,
+    *,
+    summary: str,
+    tags: list[str],
+    body: Any = None,
+    query: Optional[type[BaseModel]] = None,
+    responses: dict[int, Any],
+    auth: str = "read",
+    prefix: str = "/api/v1",
+) -> Callable:
+    """Register `view` for `method rule`; it is called with `body=` and/or `query=` models."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(**kwargs):
+            if query is not None:
+                kwargs["query"] = parse_query(query)
+            if body is not None:
+                kwargs["body"] = parse_body(body)
+            return view(**kwargs)
+
+        wrapper.telemetry_auth = auth
+        bp.add_url_rule(rule, view_func=wrapper, methods=[method], endpoint=f"{view.__name__}")
+        OPERATIONS.append(
+            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth)
+        )
+        return wrapper
+
+    return decorator
+
+
+def read_json() -> Any:
+    """The request's JSON document, or an ApiError (400, 415, 422) saying why not."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "Content-Type must be application/json")
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ApiError(400, "request body is empty; send a JSON document")
+    try:
+        return parse_json_body(raw)
+    except BodyError as exc:
+        raise ApiError(400, str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(422, [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
+
+
+def parse_body(model: Any) -> Any:
+    """Validate the JSON body with `model` (a pydantic model or a TypeAdapter-able type)."""
+    document = read_json()
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise ApiError(422, error_details(exc)) from None
+
+
+def parse_query(model: type[BaseModel]) -> BaseModel:
+    values: dict[str, Any] = {}
+    for key in request.args:
+        items = request.args.getlist(key)
+        values[key] = items if len(items) > 1 else items[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ApiError(422, error_details(exc, prefix=("query",))) from None
+
+
+def not_found(what: str = "run") -> None:
+    abort(404, description=f"{what} not found")

@@ -1,0 +1,43 @@
+"""Run records: from validated models to column values, and from rows to answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from .links import commit_url, repo_url
+from .models import agent_runs
+from .timeutil import format_utc, utcnow
+from .validation import RunCreate
+
+RUN_COLUMNS = [c.name for c in agent_runs.columns]
+# Ours, kept off the compatible answer unless asked for.
+INTERNAL_COLUMNS = {"last_seen_at", "last_heartbeat_at", "stale_marked_at", "stale_marked_by"}
+
+
+def run_values(record: RunCreate, now: datetime | None = None) -> dict[str, Any]:
+    """Column values for inserting `record` (defaults filled in, status canonical)."""
+    now = now or utcnow()
+    values = record.model_dump(exclude_unset=False)
+    values["api_posted"] = 1 if record.api_posted else 0
+    values["created_at"] = record.created_at or now
+    values["updated_at"] = now
+    values["schema_version"] = 7
+    values["last_seen_at"] = record.end_time or record.start_time if record.status != "running" else record.start_time
+    return {key: values.get(key) for key in RUN_COLUMNS if key != "id" and key in values}
+
+
+def run_to_dict(row: Mapping[str, Any], git_hosts: tuple = ()) -> dict[str, Any]:
+    """A stored row as the API returns it: every time in UTC form, links derived."""
+    out: dict[str, Any] = {}
+    for key in RUN_COLUMNS:
+        if key in INTERNAL_COLUMNS:
+            continue
+        value = row[key]
+        if isinstance(value, datetime):
+            value = format_utc(value)
+        out[key] = value
+    out["api_posted"] = bool(out.get("api_posted"))
+    out["commit_url"] = commit_url(row["git_repo"], row["git_commit_hash"], git_hosts)
+    out["repo_url"] = repo_url(row["git_repo"], git_hosts)
+    return out

@@ -1,0 +1,30 @@
+"""/health and /version on both backends."""
+
+
+def test_health_reports_storage_facts(client, backend):
+    body = client.get("/health").get_json()
+    assert body["status"] == "ok"
+    assert body["version"] == "3.0.0"
+    assert body["database"] == backend
+    assert body["schema_revision"]
+    if backend == "sqlite":
+        assert body["journal_mode"] == "delete"
+        assert body["synchronous"] == "FULL"
+
+
+def test_version_names_api_app_and_schema(client):
+    body = client.get("/version").get_json()
+    assert body["api_version"] == "3.0.0"
+    assert body["app_version"]
+    assert body["schema_revision"] == client.get("/health").get_json()["schema_revision"]
+
+
+def test_unknown_api_path_answers_json_404(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.is_json and "detail" in response.get_json()
+
+
+def test_every_response_carries_a_request_id(client):
+    assert client.get("/health").headers["X-Request-ID"]
+    assert client.get("/health", headers={"X-Request-ID": "abc"}).headers["X-Request-ID"] == "abc"
