@@ -1,0 +1,260 @@
+"""The spool: append-only NDJSON files under {base}/raw, a cursor, and the dead letters."""
+
+import errno
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+logger = logging.getLogger("telemetry")
+
+SPOOL_VERSION = 1
+KINDS = ("run_started", "run_updated", "run_ended", "event", "commit", "heartbeat")
+EVENTS_PREFIX = "events_"
+REJECTED_PREFIX = "rejected_"
+CURSOR_NAME = "cursor.json"
+LOCK_NAME = ".sender.lock"
+_write = os.write  # the one write per record; tests replace it to inject ENOSPC
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+_RETRY_OPEN_SECONDS = 5.0
+
+
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def run_head(event_id: str, run_id: str, agent_name: str, job_type: str, start_time: str) -> str:
+    """Return the JSON fragment of the five run fields every line carries."""
+    return (
+        f'"event_id":{_json(event_id)},"run_id":{_json(run_id)},'
+        f'"agent_name":{_json(agent_name)},"job_type":{_json(job_type)},'
+        f'"start_time":{_json(start_time)}'
+    )
+
+
+def make_line(
+    kind: str, head: str, data: dict, ts: Optional[str] = None, line_id: Optional[str] = None
+) -> bytes:
+    """Return one complete spool line v1 (with its newline) as bytes."""
+    if ts is None:
+        ts = datetime.now(timezone.utc).isoformat()
+    if line_id is None:
+        line_id = str(uuid.uuid4())
+    return (f'{{"v":1,"id":"{line_id}","kind":"{kind}","ts":"{ts}",{head},"data":{_json(data)}}}\n').encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def utc_day(ts: str) -> str:
+    """Return YYYYMMDD of an ISO timestamp in UTC (as produced by make_line)."""
+    return ts[0:4] + ts[5:7] + ts[8:10]
+
+
+class SpoolWriter:
+    """Append whole lines to today's spool file with one write() on an O_APPEND descriptor."""
+
+    def __init__(self, raw_dir: Path, fsync: bool = False):
+        self.raw_dir = Path(raw_dir)
+        self.fsync = fsync
+        self.written = 0
+        self.lost = 0
+        self.last_error: Optional[str] = None
+        self._day: Optional[str] = None
+        self._fd: Optional[int] = None
+        self._torn = False  # a short write left a line without its newline
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def append(self, line: bytes, day: str) -> bool:
+        """Append one line; return False (and count it lost) when the OS refuses it."""
+        fd = self._fd if day == self._day else self._open(day)
+        if fd is None:
+            self.lost += 1
+            return False
+        if self._torn:
+            line = b"\n" + line
+        try:
+            n = _write(fd, line)
+        except OSError as exc:
+            return self._fail(exc)
+        if n != len(line):
+            self._torn = True
+            return self._fail(OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)"))
+        self._torn = False
+        if self.fsync:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                return self._fail(exc)
+        self.written += 1
+        return True
+
+    def _fail(self, exc: OSError) -> bool:
+        self.lost += 1
+        self.last_error = f"spool write failed: {exc}"
+        if self.lost == 1 or self.lost % 1000 == 0:
+            logger.error("telemetry: %s (%d records lost so far)", self.last_error, self.lost)
+        return False
+
+    def _open(self, day: str) -> Optional[int]:
+        with self._lock:
+            if day == self._day and self._fd is not None:
+                return self._fd
+            now = time.monotonic()
+            if now < self._retry_at:
+                return None
+            try:
+                self.raw_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(str(self.raw_dir / f"{EVENTS_PREFIX}{day}.ndjson"), _OPEN_FLAGS, 0o644)
+            except OSError as exc:
+                self._retry_at = now + _RETRY_OPEN_SECONDS
+                self.last_error = f"cannot open spool in {self.raw_dir}: {exc}"
+                logger.error("telemetry: %s; records are counted as lost", self.last_error)
+                return None
+            old, self._fd, self._day = self._fd, fd, day
+            if old is not None:
+                try:
+                    os.close(old)
+                except OSError:
+                    pass
+            return fd
+
+    def close(self) -> None:
+        """Close the open spool file."""
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+            self._fd, self._day = None, None
+
+
+def spool_files(raw_dir: Path) -> List[str]:
+    """Return the names of the daily spool files, oldest first."""
+    try:
+        names = os.listdir(raw_dir)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.startswith(EVENTS_PREFIX) and n.endswith(".ndjson"))
+
+
+def load_cursor(raw_dir: Path) -> dict:
+    """Return the saved cursor state ({"files": {name: offset}, ...}); empty when missing."""
+    try:
+        with open(Path(raw_dir) / CURSOR_NAME, encoding="utf-8") as fh:
+            state = json.load(fh)
+        if isinstance(state, dict) and isinstance(state.get("files"), dict):
+            return state
+    except (OSError, ValueError):
+        pass
+    return {"files": {}}
+
+
+def save_cursor(raw_dir: Path, state: dict) -> None:
+    """Write the cursor state atomically (temp file, then rename)."""
+    path = Path(raw_dir) / CURSOR_NAME
+    tmp = path.with_name(f".{CURSOR_NAME}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def read_lines(
+    path: Path, offset: int, limit: int, max_bytes: int = 8 << 20
+) -> Tuple[List[Tuple[int, bytes]], int]:
+    """Return up to `limit` complete lines after `offset` as (end_offset, line) and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read(max_bytes)
+    except OSError:
+        return [], offset
+    out: List[Tuple[int, bytes]] = []
+    pos = 0
+    while len(out) < limit:
+        nl = chunk.find(b"\n", pos)
+        if nl < 0:
+            break  # an incomplete tail: a writer may still be in the middle of it
+        out.append((offset + nl + 1, chunk[pos:nl]))
+        pos = nl + 1
+    return out, offset + pos
+
+
+def count_lines(path: Path, start: int = 0, end: Optional[int] = None) -> int:
+    """Return the number of complete lines between two offsets of a file."""
+    total = 0
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                size = 1 << 20 if remaining is None else min(1 << 20, remaining)
+                block = fh.read(size)
+                if not block:
+                    break
+                total += block.count(b"\n")
+                if remaining is not None:
+                    remaining -= len(block)
+    except OSError:
+        pass
+    return total
+
+
+def spool_counts(raw_dir: Path) -> Dict[str, int]:
+    """Return pending, delivered and rejected line counts of a spool directory."""
+    raw_dir = Path(raw_dir)
+    offsets = load_cursor(raw_dir)["files"]
+    pending = delivered = rejected = 0
+    for name in spool_files(raw_dir):
+        offset = int(offsets.get(name, 0))
+        delivered += count_lines(raw_dir / name, 0, offset)
+        pending += count_lines(raw_dir / name, offset)
+    try:
+        names = os.listdir(raw_dir)
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith(REJECTED_PREFIX) and name.endswith(".ndjson"):
+            rejected += count_lines(raw_dir / name)
+    return {"pending": pending, "delivered": delivered, "rejected": rejected}
+
+
+def dead_letter(raw_dir: Path, line: bytes, reason: str, status: Optional[int] = None) -> bool:
+    """Append a rejected line with its reason to {raw}/rejected_YYYYMMDD.ndjson."""
+    now = datetime.now(timezone.utc)
+    record = {
+        "rejected_at": now.isoformat(),
+        "reason": reason,
+        "http_status": status,
+        "line": line.decode("utf-8", "replace"),
+    }
+    path = Path(raw_dir) / f"{REJECTED_PREFIX}{now:%Y%m%d}.ndjson"
+    try:
+        fd = os.open(str(path), _OPEN_FLAGS, 0o644)
+        try:
+            os.write(fd, (_json(record) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+        return True
+    except OSError as exc:
+        logger.error("telemetry: cannot write dead letter %s: %s", path, exc)
+        return False
+
+
+def iter_spool(raw_dir: Path, start_offsets: Optional[Dict[str, int]] = None) -> Iterator[Tuple[str, bytes]]:
+    """Yield (file name, line) for every complete line of the spool from the given offsets."""
+    for name in spool_files(raw_dir):
+        offset = (start_offsets or {}).get(name, 0)
+        while True:
+            lines, new_offset = read_lines(Path(raw_dir) / name, offset, 10000)
+            for _, line in lines:
+                yield name, line
+            if new_offset == offset:
+                break
+            offset = new_offset
