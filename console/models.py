@@ -162,3 +162,16 @@ ingested_lines = Table(
     Column("received_at", UTCDateTime, nullable=False),
 )
 Index("idx_ingested_received", ingested_lines.c.received_at)
+
+# Who deleted or bulk-changed runs (actor: "api", "operator:<name>", "sweep").
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("event_id", Text),
+    Column("detail", Text),
+)
+Index("idx_audit_at", audit_log.c.at)
