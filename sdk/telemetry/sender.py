@@ -401,8 +401,8 @@ class Sender:
         """Deliver in this thread until nothing is pending or the deadline; return pending."""
         while time.monotonic() < deadline:
             if not self._hold_lock():
-                if stop_on_failure:
-                    break
+                if stop_on_failure or self.pending() == 0:
+                    break  # another process delivers this base dir
                 time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
                 continue
             wait = self._backoff_until - time.monotonic()

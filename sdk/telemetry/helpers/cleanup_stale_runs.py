@@ -12,10 +12,12 @@ def _token(auth_token: Optional[str]) -> Optional[str]:
     return auth_token or os.environ.get("TELEMETRY_API_TOKEN") or os.environ.get("TELEMETRY_API_AUTH_TOKEN")
 
 
-def _find_stale(session, api_url: str, agent_name: Optional[str], minutes: int,
-                status_to_check: str, timeout: float) -> List[Dict[str, Any]]:
-    resp = session.get(f"{api_url}/api/v1/runs/stale", params={"older_than_minutes": minutes},
-                       timeout=timeout)
+def _find_stale(
+    session, api_url: str, agent_name: Optional[str], minutes: int, status_to_check: str, timeout: float
+) -> List[Dict[str, Any]]:
+    resp = session.get(
+        f"{api_url}/api/v1/runs/stale", params={"older_than_minutes": minutes}, timeout=timeout
+    )
     if resp.status_code == 404:  # an older console without the stale endpoint
         before = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat()
         params = {"status": status_to_check, "created_before": before, "limit": 1000}
@@ -43,8 +45,14 @@ def cleanup_stale_runs(
     """
     import requests
 
-    result: Dict[str, Any] = {"found": 0, "cancelled": 0, "cleaned": 0, "failed": 0,
-                              "errors": [], "stale_runs": []}
+    result: Dict[str, Any] = {
+        "found": 0,
+        "cancelled": 0,
+        "cleaned": 0,
+        "failed": 0,
+        "errors": [],
+        "stale_runs": [],
+    }
     api_url = (api_url or "").rstrip("/")
     session = requests.Session()
     session.headers["User-Agent"] = "local-telemetry-sdk (cleanup_stale_runs)"
@@ -71,7 +79,7 @@ def cleanup_stale_runs(
             "status": cleanup_status,
             "end_time": now,
             "error_summary": f"Stale run {cleanup_status} by cleanup_stale_runs "
-                             f"(silent for more than {minutes} minutes)",
+            f"(silent for more than {minutes} minutes)",
             "output_summary": f"Process did not complete - marked as {cleanup_status} on restart",
         }
         try:
@@ -83,8 +91,13 @@ def cleanup_stale_runs(
             continue
         result["cancelled"] += 1
     result["cleaned"] = result["cancelled"]
-    logger.info("telemetry: stale cleanup: %d found, %d %s, %d failed", result["found"],
-                result["cancelled"], cleanup_status, result["failed"])
+    logger.info(
+        "telemetry: stale cleanup: %d found, %d %s, %d failed",
+        result["found"],
+        result["cancelled"],
+        cleanup_status,
+        result["failed"],
+    )
     return result
 
 
@@ -99,8 +112,7 @@ def cleanup_on_startup(
         logger.error("telemetry: cleanup_on_startup needs agent_name")
         return False
     try:
-        result = cleanup_stale_runs(api_url, agent_name, stale_threshold_hours,
-                                    auth_token=auth_token)
+        result = cleanup_stale_runs(api_url, agent_name, stale_threshold_hours, auth_token=auth_token)
     except Exception:
         logger.exception("telemetry: stale cleanup failed")
         return False
