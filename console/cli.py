@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
-from .settings import Settings, SettingsError, load_settings
+from .settings import SettingsError, load_settings
 
 COMMANDS: dict[str, tuple[Callable, str, list[tuple[tuple, dict]]]] = {}
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 APP_NAME = "local-telemetry"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 # The one form every time is stored (SQLite) and returned in; it sorts as text.
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
@@ -15,14 +15,14 @@ _HAS_ZONE = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def format_utc(value: datetime) -> str:
     """Render an aware datetime (naive means UTC) in the stored form."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime(UTC_FORMAT)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime(UTC_FORMAT)
 
 
 def parse_timestamp(text: str, *, require_zone: bool = True) -> datetime:
@@ -38,7 +38,7 @@ def parse_timestamp(text: str, *, require_zone: bool = True) -> datetime:
         raise ValueError("timestamp is empty or too long")
     if len(raw) == 10 and not require_zone:
         parsed_date = date.fromisoformat(raw)
-        return datetime(parsed_date.year, parsed_date.month, parsed_date.day, tzinfo=timezone.utc)
+        return datetime(parsed_date.year, parsed_date.month, parsed_date.day, tzinfo=UTC)
     has_zone = bool(_HAS_ZONE.search(raw))
     if require_zone and not has_zone:
         raise ValueError("timestamp must include a timezone, e.g. 2026-01-12T10:30:00Z")
@@ -46,8 +46,8 @@ def parse_timestamp(text: str, *, require_zone: bool = True) -> datetime:
         raw = raw[:-1] + "+00:00"
     parsed = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def normalise_stored(text: str | None) -> str | None:

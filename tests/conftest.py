@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from console import create_app
-from console import migrate
+from console import create_app, migrate
 from console.settings import load_settings
 from tests.helpers import ConsoleProcess, free_port
 
