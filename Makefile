@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt sdk/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt sdk/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -e sdk
 	@touch $(STAMP)
 
@@ -42,7 +42,7 @@ bench: install
 	$(PY) scripts/bench/run_all.py
 
 audit: install
-	$(PY) -m pip install -q pip-audit && $(PY) -m pip_audit -r requirements.txt
+	$(PY) -m pip install -q pip-audit && $(PY) -m pip_audit -r requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
