@@ -41,6 +41,9 @@ soak: install
 bench: install
 	$(PY) scripts/bench/run_all.py
 
+screenshots: install chromium
+	$(PY) scripts/screenshots.py
+
 audit: install
 	$(PY) -m pip install -q pip-audit && $(PY) -m pip_audit -r requirements-dev.txt
 
