@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import pytest
-
 import telemetry
 from telemetry import TelemetryClient, TelemetryConfig
 from telemetry.spool import KINDS

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 from conftest import wait_for
-
 from telemetry import TelemetryClient
 from telemetry.spool import make_line, run_head, spool_counts
 
@@ -151,4 +150,5 @@ def test_two_processes_sharing_one_base_dir(console, sdk_env):
     assert [o["left"] for o in outs] == [0, 0]
     for out in outs:
         assert console.run(out["event_id"])["status"] == "success"
-        assert wait_for(lambda: len(console.events(out["event_id"])) == 500, timeout=30)
+        event_id = out["event_id"]
+        assert wait_for(lambda e=event_id: len(console.events(e)) == 500, timeout=30)

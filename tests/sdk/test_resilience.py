@@ -3,14 +3,12 @@
 import errno
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
 
-from conftest import wait_for
-
 import telemetry.spool
+from conftest import wait_for
 from telemetry import TelemetryClient
 from telemetry.spool import spool_counts
 

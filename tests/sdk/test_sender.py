@@ -8,8 +8,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import wait_for
-
 from telemetry import TelemetryClient
 from telemetry.sender import Sender, apply_retention, backoff_delay, parse_retry_after
 from telemetry.spool import SpoolWriter, load_cursor, make_line, run_head, spool_counts

@@ -1,0 +1,70 @@
+"""The `telemetry` command: status, sync exit codes, tail, import."""
+
+import json
+
+from telemetry import TelemetryClient
+from telemetry.cli import main
+
+
+def test_sync_exit_codes(sdk_env, fake_ingest, monkeypatch, capsys):
+    assert main(["sync", "--timeout", "1"]) == 0  # nothing spooled at all
+    client = TelemetryClient()  # console down
+    client.end_run(client.start_run("a", "j"))
+    assert main(["sync", "--timeout", "0.5"]) == 1
+    assert "2 record(s) still pending" in capsys.readouterr().err
+    client._sender._exiting = True
+    client._sender.release_lock()
+    monkeypatch.setenv("TELEMETRY_API_URL", fake_ingest.url)
+    fake_ingest.reject_if = lambda line: "nope" if line["kind"] == "run_ended" else None
+    assert main(["sync", "--timeout", "20"]) == 0
+    assert "1 record(s) rejected" in capsys.readouterr().err
+    monkeypatch.setenv("TELEMETRY_API_URL", "ftp://x")
+    assert main(["sync"]) == 2
+
+
+def test_status_reports_counts_and_reachability(sdk_env, capsys):
+    client = TelemetryClient()
+    client.end_run(client.start_run("a", "j"))
+    assert main(["status", "--json", "--timeout", "0.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pending"] == 2 and report["delivered"] == 0 and report["rejected"] == 0
+    assert report["console_reachable"].startswith("no")
+    assert report["base_dir"] == str(sdk_env)
+
+
+def test_tail_prints_human_readable_lines(sdk_env, capsys):
+    client = TelemetryClient()
+    with client.track_run("tail-agent", "job") as ctx:
+        ctx.log_event("checkpoint", {"step": 1})
+    assert main(["tail", "--no-follow", "-n", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3
+    assert "run_started" in out[0] and "tail-agent/job" in out[0]
+    assert 'checkpoint {"step": 1}' in out[1] and "success in" in out[2]
+
+
+def test_import_sends_an_older_tools_ndjson(sdk_env, fake_ingest, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TELEMETRY_API_URL", fake_ingest.url)
+    legacy = tmp_path / "events_20250101.ndjson"
+    rows = [
+        {"record_type": "run", "run_id": "old-1", "agent_name": "old", "job_type": "j",
+         "trigger_type": "cli", "start_time": "2025-01-01T10:00:00", "status": "running"},
+        {"record_type": "event", "run_id": "old-1", "event_type": "step", "timestamp":
+         "2025-01-01T10:00:01+00:00", "payload_json": "{\"n\": 1}"},
+        {"record_type": "run", "run_id": "old-1", "agent_name": "old", "job_type": "j",
+         "trigger_type": "cli", "start_time": "2025-01-01T10:00:00", "status": "failed",
+         "end_time": "2025-01-01T10:01:00+00:00", "items_failed": 2, "metrics_json": "{\"a\": 1}"},
+        {"record_type": "event", "run_id": "unknown", "event_type": "x", "timestamp": "2025-01-01"},
+    ]
+    legacy.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
+    assert main(["import", str(legacy), "--timeout", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" in err and err.count("skipped") == 2
+    started, ended = fake_ingest.kinds("run_started"), fake_ingest.kinds("run_ended")
+    assert started[0]["start_time"] == "2025-01-01T10:00:00+00:00"
+    assert ended[0]["data"]["status"] == "failure" and ended[0]["data"]["items_failed"] == 2
+    assert fake_ingest.kinds("event")[0]["data"] == {"event_type": "step", "payload": {"n": 1}}
+    assert len({x["event_id"] for x in fake_ingest.lines.values()}) == 1
+    before = len(fake_ingest.lines)
+    assert main(["import", str(legacy), "--timeout", "20"]) == 0  # re-import: same ids
+    assert len(fake_ingest.lines) == before
