@@ -9,9 +9,10 @@ with client.track_run("my_agent", "process_files") as ctx:
 
 __version__ = "1.0.0"
 
-from .client import RunContext, TelemetryClient  # noqa: E402
+from .client import TelemetryClient  # noqa: E402
 from .config import TelemetryConfig  # noqa: E402
 from .models import SCHEMA_VERSION, APIPayload, RunEvent, RunRecord  # noqa: E402
+from .runs import RunContext  # noqa: E402
 
 __all__ = [
     "TelemetryClient",
