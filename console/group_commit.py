@@ -1,0 +1,124 @@
+"""Group commit: concurrent single-run inserts of one worker share one transaction.
+
+Each request thread validates its record and prepares the column values, hands
+them to the worker's writer thread and waits. The writer takes everything that
+is pending, inserts it with one statement in one write transaction, commits,
+and only then wakes each request with its own outcome (created or duplicate).
+One fsync serves many requests; no request is answered before its commit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from flask import Flask
+
+from . import runs
+from .db import Database, DatabaseUnavailable
+from .records import run_values
+from .validation import RunCreate
+
+# The writer thread ends after this long without work (a new request restarts it).
+IDLE_SECONDS = 10.0
+# At most this many runs in one transaction.
+MAX_GROUP = 512
+
+
+class _Waiter:
+    __slots__ = ("row", "done", "created", "error")
+
+    def __init__(self, row: Mapping[str, Any]):
+        self.row = row
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.created = False
+        self.error: Optional[BaseException] = None
+
+
+class GroupCommit:
+    """One writer thread per process, fed by the request threads."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[_Waiter] = []
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+
+    def insert(self, row: Mapping[str, Any]) -> bool:
+        """Insert prepared run values; True when created, False for a stored event_id."""
+        waiter = _Waiter(row)
+        with self._cond:
+            if self._pid != os.getpid():  # forked after use: the thread did not come along
+                self._pid, self._thread = os.getpid(), None
+            self._pending.append(waiter)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+                self._thread.start()
+            else:
+                self._cond.notify()
+        waiter.done.acquire()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.created
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    if not self._cond.wait(IDLE_SECONDS) and not self._pending:
+                        self._thread = None
+                        return
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            self._commit(group)
+
+    def _commit(self, group: list[_Waiter]) -> None:
+        try:
+            self._apply(group)
+        except DatabaseUnavailable as exc:
+            for waiter in group:
+                waiter.error = exc
+        except Exception:
+            if len(group) == 1:
+                group[0].error = _current_exception()
+            else:
+                # Something in the group failed unexpectedly: give each its own transaction,
+                # so that one bad record cannot fail the others.
+                for waiter in group:
+                    try:
+                        self._apply([waiter])
+                    except Exception as exc:  # noqa: BLE001 - handed to the request thread
+                        waiter.error = exc
+        finally:
+            for waiter in group:
+                waiter.done.release()
+
+    def _apply(self, group: list[_Waiter]) -> None:
+        first: dict[str, _Waiter] = {}
+        for waiter in group:
+            first.setdefault(waiter.row["event_id"], waiter)
+        rows = [waiter.row for waiter in first.values()]
+        inserted = self._db.write(lambda session: runs.insert_values(session, rows))
+        for event_id, waiter in first.items():
+            waiter.created = event_id in inserted
+
+
+def _current_exception() -> BaseException:
+    import sys
+
+    return sys.exc_info()[1]
+
+
+_setup_lock = threading.Lock()
+
+
+def create_run(app: Flask, record: RunCreate) -> bool:
+    """Store one run through the app's group commit; True when created."""
+    committer = app.extensions.get("telemetry_group_commit")
+    if committer is None:
+        with _setup_lock:
+            committer = app.extensions.setdefault("telemetry_group_commit", GroupCommit(app.extensions["telemetry_db"]))
+    return committer.insert(run_values(record))

@@ -1,0 +1,116 @@
+"""GET /api/v1/runs: filters, order, offset and cursor paging, errors."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.console.conftest import post_run
+
+
+def ids(response) -> list[str]:
+    assert response.status_code == 200, response.get_json()
+    return [record["run_id"] for record in response.get_json()]
+
+
+@pytest.fixture
+def three_runs(client):
+    """r1 (oldest) .. r3 (newest) with distinct agents, statuses and times."""
+    post_run(client, run_id="r1", agent_name="alpha", job_type="crawl", status="success",
+             created_at="2026-01-10T00:00:00Z", start_time="2026-01-10T00:00:00Z", environment="prod", host="h1",
+             parent_run_id="p1", error_summary="Timeout talking to API")
+    post_run(client, run_id="r2", agent_name="beta", job_type="crawl", status="failed",
+             created_at="2026-01-11T00:00:00Z", start_time="2026-01-11T00:00:00Z", environment="dev", host="h2")
+    post_run(client, run_id="r3", agent_name="alpha", job_type="index", status="running",
+             created_at="2026-01-12T00:00:00Z", start_time="2026-01-12T00:00:00Z", environment="prod", host="h1",
+             parent_run_id="p1")
+
+
+def test_newest_created_first_as_a_bare_array(client, three_runs):
+    assert ids(client.get("/api/v1/runs")) == ["r3", "r2", "r1"]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("agent_name=alpha", ["r3", "r1"]),
+    ("job_type=crawl", ["r2", "r1"]),
+    ("status=failure", ["r2"]),
+    ("status=failed", ["r2"]),
+    ("status=completed", ["r1"]),
+    ("agent_name=alpha&status=running", ["r3"]),
+    ("created_before=2026-01-11T00:00:00Z", ["r1"]),
+    ("created_after=2026-01-11T00:00:00Z", ["r3"]),
+    ("created_after=2026-01-10&created_before=2026-01-12", ["r2"]),
+    ("created_after=2026-01-10T00:00:00", ["r3", "r2"]),
+    ("start_time_from=2026-01-11T00:00:00Z", ["r3", "r2"]),
+    ("start_time_to=2026-01-11T00:00:00Z", ["r2", "r1"]),
+    ("start_time_from=2026-01-11T01:00:00%2B01:00&start_time_to=2026-01-11", ["r2"]),
+    ("parent_run_id=p1", ["r3", "r1"]),
+    ("environment=dev", ["r2"]),
+    ("host=h1", ["r3", "r1"]),
+    ("q=r2", ["r2"]),
+    ("q=timeout", ["r1"]),
+    ("q=%25", []),
+    ("agent_name=nobody", []),
+])
+def test_filters(client, three_runs, query, expected):
+    assert ids(client.get(f"/api/v1/runs?{query}")) == expected
+
+
+def test_q_matches_event_id(client, three_runs):
+    body = post_run(client, run_id="r4")
+    assert ids(client.get(f"/api/v1/runs?q={body['event_id'][3:12]}")) == ["r4"]
+
+
+@pytest.mark.parametrize("query", ["status=exploded", "created_before=garbage", "created_after=2026-13-01",
+                                   "start_time_from=yesterday", "start_time_to=2026-01-01Tnope", "cursor=%%%"])
+def test_bad_status_time_or_cursor_is_400(client, query):
+    response = client.get(f"/api/v1/runs?{query}")
+    assert response.status_code == 400
+    assert isinstance(response.get_json()["detail"], str)
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "offset=-1", "offset=x"])
+def test_bad_limit_or_offset_is_422(client, query):
+    response = client.get(f"/api/v1/runs?{query}")
+    assert response.status_code == 422
+    assert response.get_json()["detail"][0]["loc"][0] == "query"
+
+
+def test_limit_and_offset_page_through(client, three_runs):
+    assert ids(client.get("/api/v1/runs?limit=2")) == ["r3", "r2"]
+    assert ids(client.get("/api/v1/runs?limit=2&offset=2")) == ["r1"]
+    assert ids(client.get("/api/v1/runs?limit=1000&offset=5")) == []
+
+
+def test_cursor_pages_follow_the_link_header_to_the_end(client):
+    for n in range(7):
+        post_run(client, run_id=f"c{n}", created_at="2026-01-12T00:00:00Z")  # equal times: id breaks ties
+    seen = []
+    url = "/api/v1/runs?limit=3&agent_name=agent-a"
+    while url:
+        response = client.get(url)
+        seen += ids(response)
+        link = response.headers.get("Link")
+        if not link:
+            break
+        target, rel = link.split(";")
+        assert rel.strip() == 'rel="next"'
+        absolute = target.strip()[1:-1]
+        assert absolute.startswith("http://localhost/api/v1/runs?")
+        query = parse_qs(urlsplit(absolute).query)
+        assert query["agent_name"] == ["agent-a"] and query["limit"] == ["3"]
+        url = absolute.replace("http://localhost", "")
+    assert seen == [f"c{n}" for n in range(6, -1, -1)]
+
+
+def test_no_link_header_on_the_last_page(client, three_runs):
+    assert "Link" not in client.get("/api/v1/runs?limit=3").headers
+    assert "Link" in client.get("/api/v1/runs?limit=2").headers
+
+
+def test_one_run_and_404(client, three_runs):
+    record = client.get("/api/v1/runs?limit=1").get_json()[0]
+    assert client.get(f"/api/v1/runs/{record['event_id']}").get_json() == record
+    missing = client.get("/api/v1/runs/no-such-event")
+    assert missing.status_code == 404 and missing.get_json()["detail"]
