@@ -14,7 +14,7 @@ geometric middle of its bucket, so it is within 9.1 % (sqrt(GAMMA) - 1) of the
 true value. `running` runs are counted but have no duration.
 
 Direct writes (SQLite only): other tools write and delete rows in the file. The
-triggers of migration 0003 count, per hour, every row change of the columns rolled
+triggers of migration 0004 count, per hour, every row change of the columns rolled
 up here into `rollup_dirty`; `record_changes` subtracts the changes it accounted
 for. An hour whose count is not zero afterwards was changed by someone else, and
 `reconcile_dirty` recomputes it from `agent_runs`.
@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Optional
 
 from sqlalchemy import text
@@ -210,3 +210,130 @@ def _settle_dirty(session: Session, touched: Mapping[datetime, int]) -> None:
 def rows_for_changes(rows: Sequence[Mapping[str, Any]]) -> list[Change]:
     """Pairs for freshly inserted rows."""
     return [(None, row) for row in rows]
+
+
+# Recomputing from agent_runs: the full rebuild, and the hours marked dirty.
+
+_ROLLUP_SUMS = "count(*), coalesce(sum(duration_ms), 0), " + ", ".join(f"coalesce(sum({n}), 0)" for n in ITEM_COLUMNS)
+
+
+def _hour_expr(dialect: str) -> str:
+    if dialect == "sqlite":
+        return "substr(replace(start_time, ' ', 'T'), 1, 13) || ':00:00.000000+00:00'"
+    return "date_trunc('hour', start_time, 'UTC')"
+
+
+def _bucket_expr(dialect: str) -> str:
+    least = "min" if dialect == "sqlite" else "least"
+    return (
+        "CASE WHEN duration_ms IS NULL OR duration_ms < 1 THEN 0 ELSE "
+        f"{least}({MAX_BUCKET}, CAST(floor(ln(duration_ms) / :log_gamma + 1e-9) AS INTEGER) + 1) END"
+    )
+
+
+def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # Writers that started earlier commit first; later ones add their deltas after us.
+        session.execute(text("LOCK TABLE run_rollups, run_rollup_durations IN EXCLUSIVE MODE"))
+    hour = _hour_expr(dialect)
+    session.execute(text(f"DELETE FROM run_rollups WHERE {where.replace('start_time', 'hour')}"), params)
+    session.execute(text(f"DELETE FROM run_rollup_durations WHERE {where.replace('start_time', 'hour')}"), params)
+    session.execute(
+        text(
+            "INSERT INTO run_rollups (hour, agent_name, status, runs, duration_ms_sum, "
+            + ", ".join(ITEM_COLUMNS)
+            + f") SELECT {hour}, agent_name, status, {_ROLLUP_SUMS} FROM agent_runs WHERE {where} "
+            "GROUP BY 1, 2, 3"
+        ),
+        params,
+    )
+    session.execute(
+        text(
+            "INSERT INTO run_rollup_durations (hour, agent_name, status, bucket, runs) "
+            f"SELECT {hour}, agent_name, status, {_bucket_expr(dialect)}, count(*) FROM agent_runs "
+            f"WHERE {where} AND status <> 'running' GROUP BY 1, 2, 3, 4"
+        ),
+        {**params, "log_gamma": _LOG_GAMMA},
+    )
+
+
+def rebuild(session: Session) -> int:
+    """Recompute every rollup from agent_runs; returns the number of (agent, status, hour) groups."""
+    _recompute(session, "1 = 1", {})
+    session.execute(text("DELETE FROM rollup_dirty"))
+    return session.execute(text("SELECT count(*) FROM run_rollups")).scalar_one()
+
+
+def recompute_hours(session: Session, hours: Iterable[datetime]) -> None:
+    """Recompute the rollups of these hours from agent_runs."""
+    dialect = session.get_bind().dialect.name
+    for hour in hours:
+        end = hour + timedelta(hours=1)
+        _recompute(
+            session,
+            "start_time >= :lo AND start_time < :hi",
+            {"lo": _period(hour, dialect), "hi": _period(end, dialect)},
+        )
+
+
+def dirty_hours(session: Session, limit: int = 1000) -> list[datetime]:
+    """Hours changed by someone who did not account for it (another tool, a migration)."""
+    values = (
+        session.execute(text("SELECT hour FROM rollup_dirty WHERE changes <> 0 ORDER BY hour LIMIT :n"), {"n": limit})
+        .scalars()
+        .all()
+    )
+    return [hour_of(v) for v in values if hour_of(v) is not None]
+
+
+def reconcile_dirty(session: Session, limit: int = 1000) -> int:
+    """Recompute the dirty hours (at most `limit`) and clear their marks; returns how many."""
+    raw = (
+        session.execute(text("SELECT hour FROM rollup_dirty WHERE changes <> 0 ORDER BY hour LIMIT :n"), {"n": limit})
+        .scalars()
+        .all()
+    )
+    hours = [h for h in (hour_of(v) for v in raw) if h is not None]
+    recompute_hours(session, hours)
+    if raw:
+        session.execute(text("DELETE FROM rollup_dirty WHERE hour = :h"), [{"h": v} for v in raw])
+    session.execute(text("DELETE FROM rollup_dirty WHERE changes = 0"))
+    return len(hours)
+
+
+def has_dirty(session: Session) -> bool:
+    return session.execute(text("SELECT 1 FROM rollup_dirty WHERE changes <> 0 LIMIT 1")).first() is not None
+
+
+def ensure_fresh(db) -> int:
+    """Reconcile dirty hours before rollups are read (cheap when nothing is dirty)."""
+    with db.read() as session:
+        if not has_dirty(session):
+            return 0
+    return db.write(reconcile_dirty)
+
+
+def recompute_from_runs(session: Session) -> dict[str, dict]:
+    """What the rollups should hold, computed from agent_runs in Python (for checks and tests)."""
+    delta = _Delta()
+    columns = "agent_name, status, start_time, duration_ms, " + ", ".join(ITEM_COLUMNS)
+    for row in session.execute(text(f"SELECT {columns} FROM agent_runs")).mappings():
+        delta.add(row, +1)
+    groups = {(a, s, h): v for (a, s, h), v in delta.groups.items() if any(v)}
+    buckets = {k: n for k, n in delta.buckets.items() if n}
+    return {"groups": groups, "buckets": buckets}
+
+
+def stored_rollups(session: Session) -> dict[str, dict]:
+    """The rollups as stored, in the shape of recompute_from_runs."""
+    groups = {}
+    for r in session.execute(text("SELECT * FROM run_rollups")).mappings():
+        values = [r["runs"], r["duration_ms_sum"], *(r[n] for n in ITEM_COLUMNS)]
+        if any(values):
+            groups[(r["agent_name"], r["status"], hour_of(r["hour"]))] = values
+    buckets = {}
+    for r in session.execute(text("SELECT * FROM run_rollup_durations")).mappings():
+        if r["runs"]:
+            buckets[(r["agent_name"], r["status"], hour_of(r["hour"]), r["bucket"])] = r["runs"]
+    return {"groups": groups, "buckets": buckets}

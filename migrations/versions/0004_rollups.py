@@ -6,8 +6,8 @@ to the rolled-up columns into `rollup_dirty`; the console subtracts its own
 changes, so a non-zero count marks an hour changed by another tool, which the
 background reconcile recomputes. The tables are filled from agent_runs here.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

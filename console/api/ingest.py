@@ -1,0 +1,56 @@
+"""POST /api/v1/ingest: the SDK's spool lines, per-line outcomes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional, Union
+
+from flask import current_app
+from pydantic import BaseModel, RootModel, WithJsonSchema
+
+from .. import get_db
+from ..ingest import SpoolLine, ingest
+from . import api_bp
+from .errors import ApiError
+from .spec import route
+
+
+class IngestBody(
+    RootModel[
+        Annotated[
+            list[Any],
+            WithJsonSchema({"type": "array", "items": SpoolLine.model_json_schema(), "description": "spool lines v1"}),
+        ]
+    ]
+):
+    """A JSON array of spool lines; each line is checked on its own."""
+
+
+class Rejection(BaseModel):
+    index: int
+    id: Optional[str]
+    detail: Union[str, list[dict[str, Any]]]
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+
+
+@route(
+    api_bp,
+    "/ingest",
+    "POST",
+    summary="Apply a batch of spool lines (idempotent per line id)",
+    tags=["ingest"],
+    body=IngestBody,
+    responses={200: IngestOut},
+    auth="write",
+)
+def ingest_lines(body: IngestBody):
+    lines = body.root
+    settings = current_app.config["SETTINGS"]
+    if len(lines) > settings.max_batch_items:
+        raise ApiError(413, f"{len(lines)} lines in one request; the limit is {settings.max_batch_items}")
+    result = get_db(current_app).write(lambda session: ingest(session, lines))
+    return result.as_dict()

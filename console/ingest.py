@@ -1,0 +1,351 @@
+"""POST /api/v1/ingest: spool lines v1 applied in one transaction, idempotent per line.
+
+Every line carries its run's five required fields, so any line can create its run.
+Lines are applied per run in the order of their own timestamps (`ts`), and what a
+late line may still change follows the stale rules of console/stale.py: a
+`run_started` never resets a run that already ended; an end arriving before its
+start still ends the run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+from pydantic import BaseModel, ValidationError, field_validator
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from . import rollups
+from .models import COUNTERS, agent_runs, ingested_lines, run_events
+from .stale import TERMINAL, may_end, sign_of_life
+from .timeutil import utcnow
+from .validation import (
+    CommitAssociation,
+    Identifier,
+    JSONValue,
+    RunFields,
+    Status,
+    Timestamp,
+    error_details,
+)
+
+SPOOL_VERSION = 1
+KINDS = ("run_started", "run_updated", "run_ended", "event", "commit", "heartbeat")
+RUN_KINDS = ("run_started", "run_updated", "run_ended")
+# Applied in this order when two lines of one run carry the same timestamp.
+_KIND_ORDER = {"run_started": 0, "run_updated": 1, "heartbeat": 2, "event": 2, "commit": 3, "run_ended": 4}
+_RUN_COLUMNS = [c.name for c in agent_runs.columns if c.name != "id"]
+_ZERO_DEFAULTS = {**dict.fromkeys(COUNTERS, 0), "duration_ms": 0, "api_posted": 0, "api_retry_count": 0}
+
+
+class SpoolLine(BaseModel):
+    """The envelope of one spool line (its `data` is checked per kind)."""
+
+    v: int
+    id: Identifier
+    kind: str
+    ts: Timestamp
+    event_id: Identifier
+    run_id: Identifier
+    agent_name: Identifier
+    job_type: Identifier
+    start_time: Timestamp
+    data: Optional[dict[str, Any]] = None
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > SPOOL_VERSION or value < 1:
+            raise ValueError(f"spool line version {value} is not supported (this console reads v{SPOOL_VERSION})")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in KINDS:
+            raise ValueError(f"unknown kind {value[:40]!r}; expected one of {', '.join(KINDS)}")
+        return value
+
+
+class RunData(RunFields):
+    """`data` of run_started / run_updated / run_ended."""
+
+    status: Optional[Status] = None
+    created_at: Optional[Timestamp] = None
+
+
+class EventData(BaseModel):
+    """`data` of an event line."""
+
+    event_type: Identifier
+    payload: JSONValue = None
+
+
+class HeartbeatData(BaseModel):
+    """`data` of a heartbeat line: nothing."""
+
+
+_DATA_MODELS = {
+    "run_started": RunData,
+    "run_updated": RunData,
+    "run_ended": RunData,
+    "event": EventData,
+    "commit": CommitAssociation,
+    "heartbeat": HeartbeatData,
+}
+
+
+@dataclass
+class Line:
+    index: int
+    envelope: SpoolLine
+    data: BaseModel
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any]]]:
+    """Validate every line; returns (good lines, rejections). Never raises for a line."""
+    good: list[Line] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(document):
+        line_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+        if not isinstance(item, dict):
+            rejected.append({"index": index, "id": None, "detail": "a spool line must be a JSON object"})
+            continue
+        try:
+            envelope = SpoolLine.model_validate(item)
+            data = _DATA_MODELS[envelope.kind].model_validate(envelope.data or {})
+        except ValidationError as exc:
+            rejected.append({"index": index, "id": line_id, "detail": error_details(exc, prefix=())})
+            continue
+        good.append(Line(index, envelope, data))
+    return good, rejected
+
+
+def ingest(session: Session, document: Sequence[Any], *, now: Optional[datetime] = None) -> IngestResult:
+    """Apply a batch of spool lines in the session's transaction."""
+    now = now or utcnow()
+    lines, rejected = parse_lines(document)
+    result = IngestResult(rejected=rejected)
+    fresh, result.duplicates = _claim(session, lines, now)
+    result.accepted = len(fresh)
+    if fresh:
+        _apply(session, fresh, now)
+    _count(session, result)
+    return result
+
+
+def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[list[Line], int]:
+    """Record the line ids not seen before; the others (and repeats within the batch) are duplicates."""
+    first: dict[str, Line] = {}
+    for line in lines:
+        first.setdefault(line.envelope.id, line)
+    if not first:
+        return [], len(lines)
+    claimed: set[str] = set()
+    ids = list(first)
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        statement = (
+            _dialect_insert(session, ingested_lines)
+            .values([{"id": i, "received_at": now} for i in chunk])
+            .on_conflict_do_nothing()
+            .returning(ingested_lines.c.id)
+        )
+        claimed.update(session.execute(statement).scalars())
+    fresh = [line for line_id, line in first.items() if line_id in claimed]
+    return fresh, len(lines) - len(fresh)
+
+
+def _dialect_insert(session: Session, table):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def lock_runs(session: Session, event_ids: Sequence[str]) -> None:
+    """PostgreSQL: serialise concurrent writers of the same runs (SQLite has one writer)."""
+    if session.get_bind().dialect.name != "postgresql" or not event_ids:
+        return
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(e) AS h FROM unnest(CAST(:ids AS text[])) AS e) s "
+            "ORDER BY h"
+        ),
+        {"ids": list(event_ids)},
+    )
+
+
+def load_runs(session: Session, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored rows of these runs, by event_id."""
+    rows: dict[str, dict[str, Any]] = {}
+    ids = list(event_ids)
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        for row in session.execute(select(agent_runs).where(agent_runs.c.event_id.in_(chunk))).mappings():
+            rows[row["event_id"]] = dict(row)
+    return rows
+
+
+def new_row(envelope: SpoolLine, now: datetime) -> dict[str, Any]:
+    """A run created from any line's head fields, before that line is applied."""
+    row = dict.fromkeys(_RUN_COLUMNS)
+    row.update(_ZERO_DEFAULTS)
+    row.update(
+        event_id=envelope.event_id,
+        run_id=envelope.run_id,
+        agent_name=envelope.agent_name,
+        job_type=envelope.job_type,
+        start_time=envelope.start_time,
+        status="running",
+        schema_version=7,
+        created_at=now,
+        updated_at=now,
+        last_seen_at=envelope.start_time,
+    )
+    return row
+
+
+def _apply(session: Session, lines: list[Line], now: datetime) -> None:
+    by_run: dict[str, list[Line]] = defaultdict(list)
+    for line in lines:
+        by_run[line.envelope.event_id].append(line)
+    lock_runs(session, sorted(by_run))
+    stored = load_runs(session, list(by_run))
+    inserts: list[dict[str, Any]] = []
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    events: list[dict[str, Any]] = []
+    for event_id, run_lines in by_run.items():
+        run_lines.sort(key=lambda item: (item.envelope.ts, _KIND_ORDER[item.envelope.kind]))
+        old = stored.get(event_id)
+        row = dict(old) if old is not None else new_row(run_lines[0].envelope, now)
+        for line in run_lines:
+            apply_line(row, line, events, now)
+        if old is None:
+            inserts.append(row)
+        elif row != old:
+            row["updated_at"] = now
+            updates.append((old, row))
+    write_runs(session, inserts, updates)
+    if events:
+        session.execute(_dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
+
+
+def apply_line(row: dict[str, Any], line: Line, events: list[dict[str, Any]], now: datetime) -> None:
+    """Fold one line into the run's row (and collect its event)."""
+    envelope, data, kind, ts = line.envelope, line.data, line.envelope.kind, line.envelope.ts
+    if kind == "run_started":
+        _set_fields(row, data, fill_only=True)
+        row["last_seen_at"] = max(row["last_seen_at"] or row["start_time"], row["start_time"])
+    elif kind in ("run_updated", "run_ended"):
+        status = data.status if "status" in data.model_fields_set else None
+        if kind == "run_ended" or status in TERMINAL:
+            _end(row, data, status if status in TERMINAL else "success", ts)
+        else:
+            row.update(sign_of_life(row, ts))
+            _set_fields(row, data, fill_only=row["status"] != "running")
+    elif kind == "heartbeat":
+        row.update(sign_of_life(row, ts, heartbeat=True))
+    elif kind == "event":
+        row.update(sign_of_life(row, ts))
+        events.append(
+            {
+                "event_id": envelope.event_id,
+                "run_id": row["run_id"],
+                "event_type": data.event_type,
+                "timestamp": ts,
+                "payload_json": data.payload,
+                "uid": envelope.id,
+                "created_at": now,
+            }
+        )
+    elif kind == "commit":
+        row["git_commit_hash"] = data.commit_hash
+        row["git_commit_source"] = data.commit_source
+        if data.commit_author is not None:
+            row["git_commit_author"] = data.commit_author
+        if data.commit_timestamp is not None:
+            row["git_commit_timestamp"] = data.commit_timestamp
+
+
+def _end(row: dict[str, Any], data: RunData, status: str, ts: datetime) -> None:
+    if not may_end(row, ts):
+        _set_fields(row, data, fill_only=True)
+        return
+    _set_fields(row, data, fill_only=False)
+    row["status"] = status
+    row["end_time"] = data.end_time or ts
+    row["stale_marked_at"] = row["stale_marked_by"] = None
+    if "duration_ms" not in data.model_fields_set and not row["duration_ms"] and row["end_time"]:
+        row["duration_ms"] = max(0, int((row["end_time"] - row["start_time"]).total_seconds() * 1000))
+
+
+def _set_fields(row: dict[str, Any], data: BaseModel, *, fill_only: bool) -> None:
+    for name in data.model_fields_set:
+        if name == "status" or name not in row:
+            continue
+        value = getattr(data, name)
+        if name == "api_posted":
+            value = 1 if value else 0
+        if value is None:
+            continue
+        if fill_only and row[name] not in (None, "", 0):
+            continue
+        row[name] = value
+
+
+def write_runs(
+    session: Session, inserts: list[dict[str, Any]], updates: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """Insert new runs and update changed ones (grouped by changed columns), then the rollups."""
+    if inserts:
+        session.execute(insert(agent_runs), inserts)
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for old, new in updates:
+        columns = tuple(sorted(k for k in new if k != "id" and new[k] != old.get(k)))
+        if columns:
+            by_columns[columns].append({"_id": old["id"], **{k: new[k] for k in columns}})
+    for columns, params in by_columns.items():
+        statement = (
+            update(agent_runs)
+            .where(agent_runs.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in columns})
+        )
+        session.execute(statement, params)
+    rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
+
+
+def _count(session: Session, result: IngestResult) -> None:
+    """Add the batch's outcomes to ingest_counts (what /metrics reports)."""
+    counts = {"accepted": result.accepted, "duplicate": result.duplicates, "rejected": len(result.rejected)}
+    params = [{"outcome": k, "n": v} for k, v in counts.items() if v]
+    if params:
+        session.execute(
+            text(
+                "INSERT INTO ingest_counts (outcome, records) VALUES (:outcome, :n) "
+                "ON CONFLICT (outcome) DO UPDATE SET records = ingest_counts.records + excluded.records"
+            ),
+            params,
+        )
+
+
+def row_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns that differ between two versions of a row."""
+    return {k: v for k, v in new.items() if old.get(k) != v}

@@ -1,0 +1,166 @@
+"""POST /api/v1/ingest: spool lines v1, idempotent per line, order-independent."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.console.rollup_check import assert_rollups_match
+
+HEAD = {
+    "event_id": "ev-1",
+    "run_id": "run-1",
+    "agent_name": "agent-a",
+    "job_type": "crawl",
+    "start_time": "2026-01-12T10:00:00Z",
+}
+
+
+def line(kind: str, ts: str, data: dict | None = None, *, id: str | None = None, **head) -> dict:
+    return {"v": 1, "id": id or str(uuid.uuid4()), "kind": kind, "ts": ts, **{**HEAD, **head}, "data": data or {}}
+
+
+def get_run(client, event_id: str = "ev-1") -> dict:
+    response = client.get(f"/api/v1/runs/{event_id}")
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def row(db, event_id: str = "ev-1") -> dict:
+    with db.read() as session:
+        return dict(
+            session.execute(sa.text("SELECT * FROM agent_runs WHERE event_id = :e"), {"e": event_id}).mappings().one()
+        )
+
+
+def test_it_creates_updates_and_ends_a_run(client, db):
+    lines = [
+        line("run_started", "2026-01-12T10:00:00Z", {"status": "running", "host": "box"}),
+        line("run_updated", "2026-01-12T10:01:00Z", {"items_discovered": 5}),
+        line("event", "2026-01-12T10:02:00Z", {"event_type": "step", "payload": {"n": 1}}),
+        line("heartbeat", "2026-01-12T10:03:00Z"),
+        line("commit", "2026-01-12T10:04:00Z", {"commit_hash": "abcdef1", "commit_source": "llm"}),
+        line("run_ended", "2026-01-12T10:05:00Z", {"status": "completed", "items_succeeded": 4, "duration_ms": 300000}),
+    ]
+    response = client.post("/api/v1/ingest", json=lines)
+    assert response.status_code == 200
+    assert response.json == {"accepted": 6, "duplicates": 0, "rejected": []}
+    run = get_run(client)
+    assert run["status"] == "success"
+    assert run["host"] == "box"
+    assert run["items_discovered"] == 5 and run["items_succeeded"] == 4
+    assert run["git_commit_hash"] == "abcdef1" and run["git_commit_source"] == "llm"
+    assert run["end_time"] == "2026-01-12T10:05:00.000000+00:00"
+    stored = row(db)
+    assert str(stored["last_heartbeat_at"]).startswith("2026-01-12")
+    events = client.get("/api/v1/runs/ev-1/events").json
+    assert [(e["event_type"], e["payload"]) for e in events] == [("step", {"n": 1})]
+    assert_rollups_match(db)
+
+
+def test_replaying_the_same_lines_changes_nothing(client, db):
+    lines = [line("run_started", "2026-01-12T10:00:00Z"), line("event", "2026-01-12T10:01:00Z", {"event_type": "x"})]
+    assert client.post("/api/v1/ingest", json=lines).json["accepted"] == 2
+    before = row(db)
+    again = client.post("/api/v1/ingest", json=lines + lines)
+    assert again.json == {"accepted": 0, "duplicates": 4, "rejected": []}
+    assert row(db) == before
+    assert len(client.get("/api/v1/runs/ev-1/events").json) == 1
+    assert_rollups_match(db)
+
+
+def test_a_repeated_id_within_one_batch_is_a_duplicate(client):
+    first = line("run_started", "2026-01-12T10:00:00Z", id="same")
+    response = client.post("/api/v1/ingest", json=[first, dict(first)])
+    assert response.json == {"accepted": 1, "duplicates": 1, "rejected": []}
+
+
+def test_an_end_that_arrives_before_its_start_still_ends_the_run(client, db):
+    end = line("run_ended", "2026-01-12T10:05:00Z", {"status": "failed", "error_summary": "boom"})
+    assert client.post("/api/v1/ingest", json=[end]).json["accepted"] == 1
+    assert get_run(client)["status"] == "failure"
+    start = line("run_started", "2026-01-12T10:00:00Z", {"status": "running", "host": "late-host"})
+    assert client.post("/api/v1/ingest", json=[start]).json["accepted"] == 1
+    run = get_run(client)
+    assert run["status"] == "failure"
+    assert run["error_summary"] == "boom"
+    assert run["host"] == "late-host"  # empty fields are still filled in
+    assert_rollups_match(db)
+
+
+def test_lines_in_one_batch_apply_in_timestamp_order(client):
+    lines = [
+        line("run_ended", "2026-01-12T10:05:00Z", {"status": "success"}),
+        line("run_started", "2026-01-12T10:00:00Z", {"status": "running"}),
+    ]
+    client.post("/api/v1/ingest", json=lines)
+    assert get_run(client)["status"] == "success"
+
+
+@pytest.mark.parametrize("kind", ["event", "heartbeat", "run_updated", "commit"])
+def test_any_line_can_create_its_run(client, kind):
+    data = {"event": {"event_type": "x"}, "commit": {"commit_hash": "1234567", "commit_source": "ci"}}.get(kind, {})
+    response = client.post("/api/v1/ingest", json=[line(kind, "2026-01-12T10:01:00Z", data)])
+    assert response.json["accepted"] == 1
+    run = get_run(client)
+    assert run["status"] == "running" and run["agent_name"] == "agent-a"
+
+
+def test_bad_lines_are_rejected_one_by_one(client):
+    good = line("run_started", "2026-01-12T10:00:00Z")
+    lines = [
+        good,
+        {**line("heartbeat", "2026-01-12T10:00:00Z"), "v": 2},
+        {**line("heartbeat", "2026-01-12T10:00:00Z"), "kind": "telepathy"},
+        {**line("heartbeat", "2026-01-12T10:00:00Z"), "ts": "2026-01-12T10:00:00"},
+        line("run_updated", "2026-01-12T10:00:00Z", {"items_failed": -1}),
+        "not an object",
+        {**line("heartbeat", "2026-01-12T10:00:00Z"), "event_id": None},
+    ]
+    response = client.post("/api/v1/ingest", json=lines)
+    assert response.status_code == 200
+    assert response.json["accepted"] == 1
+    rejected = response.json["rejected"]
+    assert [r["index"] for r in rejected] == [1, 2, 3, 4, 5, 6]
+    assert rejected[0]["id"] == lines[1]["id"]
+    assert rejected[4]["id"] is None
+    assert all(r["detail"] for r in rejected)
+
+
+def test_the_envelope_must_be_an_array(client):
+    response = client.post("/api/v1/ingest", json={"lines": []})
+    assert response.status_code == 422
+    assert isinstance(response.json["detail"], list)
+
+
+def test_an_empty_array_is_fine(client):
+    assert client.post("/api/v1/ingest", json=[]).json == {"accepted": 0, "duplicates": 0, "rejected": []}
+
+
+def test_too_many_lines_is_413(env):
+    from console import create_app
+    from console.settings import load_settings
+
+    app = create_app(load_settings({**env, "TELEMETRY_MAX_BATCH_ITEMS": "3"}), {"TESTING": True})
+    try:
+        lines = [line("heartbeat", "2026-01-12T10:00:00Z") for _ in range(4)]
+        response = app.test_client().post("/api/v1/ingest", json=lines)
+        assert response.status_code == 413
+        assert "limit is 3" in response.json["detail"]
+    finally:
+        app.extensions["telemetry_db"].dispose()
+
+
+def test_not_json_is_400_and_wrong_type_is_415(client):
+    assert client.post("/api/v1/ingest", data="[", content_type="application/json").status_code == 400
+    assert client.post("/api/v1/ingest", data="[]", content_type="text/plain").status_code == 415
+
+
+def test_ingest_counts_are_kept_in_the_database(client, db):
+    client.post("/api/v1/ingest", json=[line("heartbeat", "2026-01-12T10:00:00Z", id="a"), {"v": 9}])
+    client.post("/api/v1/ingest", json=[line("heartbeat", "2026-01-12T10:00:00Z", id="a")])
+    with db.read() as session:
+        counts = dict(session.execute(sa.text("SELECT outcome, records FROM ingest_counts")).all())
+    assert counts == {"accepted": 1, "duplicate": 1, "rejected": 1}
