@@ -17,3 +17,17 @@ errorlog = "-"
 loglevel = _settings.log_level.lower()
 if _settings.log_format == "json":
     access_log_format = '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s","ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
+
+
+def on_starting(server):
+    # A serving console holds a shared lock on {db_path}.serving.lock: `restore` refuses while it is held.
+    from console.jobs.serving import hold_serving_lock
+
+    hold_serving_lock(_settings)
+
+
+def post_fork(server, worker):
+    # The scheduler starts in each worker only when TELEMETRY_SCHEDULER_ENABLED (serve sets it); one leads.
+    from console.jobs.scheduler import start_in_worker
+
+    start_in_worker(_settings)

@@ -101,6 +101,24 @@ def _git_hosts(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _schedule(name: str, raw: str) -> str:
+    """A job schedule: seconds between runs (0 = off) or a 5-field cron expression (UTC)."""
+    value = " ".join(raw.split())
+    if value.isdigit():
+        return str(int(value))
+    try:
+        from apscheduler.triggers.cron import CronTrigger
+
+        if len(value.split()) != 5:
+            raise ValueError("not 5 fields")
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} is not allowed: use seconds between runs (0 = off) or a cron expression like '30 3 * * *'"
+        ) from None
+    return value
+
+
 # name -> (attribute, parser, default). The default is already parsed.
 _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_DB_PATH": ("db_path_raw", _text, ""),
@@ -130,10 +148,33 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     "TELEMETRY_LOG_FORMAT": ("log_format", _choice("text", "json"), "text"),
     "TELEMETRY_SCHEDULER_ENABLED": ("scheduler_enabled", _bool, False),
+    # Scheduled jobs (console/jobs, docs/jobs.md).
+    "TELEMETRY_SCHEDULER_LEASE_SECONDS": ("scheduler_lease_seconds", _int(2), 30),
+    "TELEMETRY_JOB_HISTORY_DAYS": ("job_history_days", _int(1), 30),
+    "TELEMETRY_RETENTION_DAYS": ("retention_days", _int(0), 0),
+    "TELEMETRY_RETENTION_BATCH_SIZE": ("retention_batch_size", _int(1), 5000),
+    "TELEMETRY_RETENTION_SCHEDULE": ("retention_schedule", _schedule, "30 3 * * *"),
+    "TELEMETRY_RETENTION_VACUUM": ("retention_vacuum", _bool, False),
+    "TELEMETRY_BACKUP_SCHEDULE": ("backup_schedule", _schedule, "0 2 * * *"),
+    "TELEMETRY_BACKUP_KEEP": ("backup_keep", _int(1), 7),
+    "TELEMETRY_BACKUP_COMPRESS": ("backup_compress", _bool, False),
+    "TELEMETRY_PG_BIN_DIR": ("pg_bin_dir", _text, ""),
+    "TELEMETRY_EXPORT_SCHEDULE": ("export_schedule", _schedule, "60"),
+    "TELEMETRY_EXPORT_WEBHOOK_URLS": ("export_webhook_urls", _list, ()),
+    "TELEMETRY_EXPORT_WEBHOOK_TOKEN": ("export_webhook_token", _text, ""),
+    "TELEMETRY_EXPORT_WEBHOOK_SECRET": ("export_webhook_secret", _text, ""),
+    "TELEMETRY_EXPORT_MAX_ATTEMPTS": ("export_max_attempts", _int(1), 5),
+    "TELEMETRY_EXPORT_TIMEOUT_MS": ("export_timeout_ms", _int(50), 10000),
+    "GOOGLE_SHEETS_API_URL": ("google_sheets_url", _text, ""),
+    "GOOGLE_SHEETS_API_TOKEN": ("google_sheets_token", _text, ""),
+    "TELEMETRY_STALE_SWEEP_MINUTES": ("stale_sweep_minutes", _int(0), 0),
+    "TELEMETRY_STALE_SWEEP_SCHEDULE": ("stale_sweep_schedule", _schedule, "60"),
 }
 
 # Values never printed in full.
-SECRET_ATTRIBUTES = frozenset({"auth_tokens", "secret_key_raw"})
+SECRET_ATTRIBUTES = frozenset(
+    {"auth_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token"}
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +209,26 @@ class Settings:
     log_level: str
     log_format: str
     scheduler_enabled: bool
+    scheduler_lease_seconds: int
+    job_history_days: int
+    retention_days: int
+    retention_batch_size: int
+    retention_schedule: str
+    retention_vacuum: bool
+    backup_schedule: str
+    backup_keep: int
+    backup_compress: bool
+    pg_bin_dir: str
+    export_schedule: str
+    export_webhook_urls: tuple[str, ...]
+    export_webhook_token: str
+    export_webhook_secret: str
+    export_max_attempts: int
+    export_timeout_ms: int
+    google_sheets_url: str
+    google_sheets_token: str
+    stale_sweep_minutes: int
+    stale_sweep_schedule: str
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,289 @@
+"""Export ("API posting"): post ended runs to webhooks and a Google Sheets web app.
+
+Per run and destination, a row in `export_state` (pending, posted, rejected,
+gave_up; attempts; tries; last status and error). One attempt = up to four HTTP
+tries, after 1 s, 2 s and 4 s, on network errors, timeouts, 5xx, 408 and 429; any
+other 4xx is final (rejected). After TELEMETRY_EXPORT_MAX_ATTEMPTS attempts that
+failed, the destination gives up on that run. Each attempt is claimed first with a
+conditional UPDATE (healthchecks' sendalerts model), so two processes never post
+the same run to the same place at once. A run's own `status` is never changed;
+`api_posted` (every destination posted it), `api_posted_at` and `api_retry_count`
+(tries that did not succeed) follow the state. A destination posts only runs that
+ended after it was first configured, unless `export --backfill`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..models import agent_runs
+from ..records import run_to_dict
+from ..settings import Settings
+from ..timeutil import format_utc, utcnow
+from .tables import export_destinations, export_state
+
+log = logging.getLogger("console.jobs.export")
+
+RETRY_DELAYS = (1, 2, 4)
+RETRYABLE_STATUS = {408, 429}
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Destination:
+    key: str  # stable name in export_state: "webhook:<hash of the URL>" or "sheets"
+    kind: str  # webhook | sheets
+    url: str
+    label: str  # the URL without credentials or query, safe to show
+    token: str = ""
+    secret: str = ""
+
+
+@dataclass
+class PostResult:
+    outcome: str  # posted | rejected | failed
+    tries: int
+    status: int | None = None
+    error: str | None = None
+
+
+def destinations(settings: Settings) -> list[Destination]:
+    """The configured destinations, in a stable order."""
+    out = []
+    for url in settings.export_webhook_urls:
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        out.append(Destination(f"webhook:{digest}", "webhook", url, _label(url),
+                               settings.export_webhook_token, settings.export_webhook_secret))
+    if settings.google_sheets_enabled and settings.google_sheets_url:
+        out.append(Destination("sheets", "sheets", settings.google_sheets_url, _label(settings.google_sheets_url),
+                               settings.google_sheets_token))
+    return out
+
+
+def _label(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def scheduled_export(db: Database, settings: Settings) -> dict[str, Any]:
+    """The scheduled job: one pass over what is still unposted."""
+    return export_pending(db, settings)
+
+
+def export_pending(db: Database, settings: Settings, *, backfill: bool = False, now: datetime | None = None,
+                   sleep: Callable[[float], None] = time.sleep, http: requests.Session | None = None,
+                   limit: int = BATCH) -> dict[str, Any]:
+    """Post every pending ended run once to each destination (one attempt each); return counts."""
+    dests = destinations(settings)
+    counts = {"posted": 0, "rejected": 0, "retrying": 0, "gave_up": 0, "tries": 0, "destinations": len(dests)}
+    if not dests:
+        return counts
+    clock = (lambda: now) if now is not None else utcnow
+    db.write(lambda s: register_destinations(s, dests, clock(), backfill=backfill))
+    timeout = settings.export_timeout_ms / 1000
+    hold = timedelta(seconds=len(RETRY_DELAYS) * (timeout + 1) + sum(RETRY_DELAYS) + 5)
+    http = http or requests.Session()
+    keys = [d.key for d in dests]
+    for dest in dests:
+        with db.read() as session:
+            since = session.execute(sa.select(export_destinations.c.since)
+                                    .where(export_destinations.c.destination == dest.key)).scalar_one()
+            candidates = _candidates(session, dest.key, since, clock(), limit)
+        for event_id in candidates:
+            if not db.write(lambda s, e=event_id, k=dest.key: claim_attempt(s, e, k, clock(), hold)):
+                continue
+            with db.read() as session:
+                row = session.execute(sa.select(agent_runs).where(agent_runs.c.event_id == event_id)).mappings().first()
+                run = run_to_dict(row, settings.git_hosts) if row else None
+            if run is None:  # deleted meanwhile; its state row went with it
+                continue
+            result = post_with_retry(http, dest, run, timeout, sleep)
+            state = db.write(lambda s, e=event_id, r=result, k=dest.key: record_attempt(
+                s, e, k, r, settings.export_max_attempts, keys, clock()))
+            counts["tries"] += result.tries
+            counts[{"pending": "retrying"}.get(state, state)] += 1
+            if state in ("rejected", "gave_up"):
+                log.warning("export of run %s to %s: %s (%s %s)", event_id, dest.label, state, result.status,
+                            result.error)
+    return counts
+
+
+def register_destinations(session: Session, dests: list[Destination], now: datetime, backfill: bool = False) -> None:
+    """Remember when each destination was first configured (backfill: post every ended run)."""
+    known = set(session.execute(sa.select(export_destinations.c.destination)).scalars())
+    for dest in dests:
+        if dest.key not in known:
+            session.execute(export_destinations.insert().values(
+                destination=dest.key, kind=dest.kind, label=dest.label, first_configured_at=now,
+                since=None if backfill else now))
+        elif backfill:
+            session.execute(export_destinations.update().where(export_destinations.c.destination == dest.key)
+                            .values(since=None))
+
+
+def _candidates(session: Session, key: str, since: datetime | None, now: datetime, limit: int) -> list[str]:
+    state = export_state
+    query = (
+        sa.select(agent_runs.c.event_id)
+        .select_from(agent_runs.outerjoin(state, sa.and_(state.c.event_id == agent_runs.c.event_id,
+                                                         state.c.destination == key)))
+        .where(agent_runs.c.status != "running")
+        .where(sa.or_(state.c.event_id.is_(None),
+                      sa.and_(state.c.state == "pending",
+                              sa.or_(state.c.claimed_until.is_(None), state.c.claimed_until < now))))
+        .order_by(agent_runs.c.id)
+        .limit(limit)
+    )
+    if since is not None:
+        # Only runs that ended after the destination appeared, and not already posted everywhere.
+        query = query.where(sa.func.coalesce(agent_runs.c.end_time, agent_runs.c.updated_at) >= since,
+                            sa.func.coalesce(agent_runs.c.api_posted, 0) == 0)
+    return list(session.execute(query).scalars())
+
+
+def claim_attempt(session: Session, event_id: str, key: str, now: datetime, hold: timedelta) -> bool:
+    """Claim one attempt at (run, destination) with a conditional UPDATE; False if someone else has it."""
+    exists = session.execute(sa.select(export_state.c.state).where(
+        export_state.c.event_id == event_id, export_state.c.destination == key)).first()
+    if exists is None:
+        try:
+            with session.begin_nested():
+                session.execute(export_state.insert().values(event_id=event_id, destination=key, state="pending",
+                                                             attempts=0, tries=0))
+        except IntegrityError:
+            return False
+    result = session.execute(
+        export_state.update()
+        .where(export_state.c.event_id == event_id, export_state.c.destination == key,
+               export_state.c.state == "pending",
+               sa.or_(export_state.c.claimed_until.is_(None), export_state.c.claimed_until < now))
+        .values(claimed_until=now + hold)
+    )
+    return result.rowcount == 1
+
+
+def record_attempt(session: Session, event_id: str, key: str, result: PostResult, max_attempts: int,
+                   all_keys: list[str], now: datetime) -> str:
+    """Store an attempt's outcome and bring the run's api_* columns up to date; return the new state."""
+    current = session.execute(sa.select(export_state).where(
+        export_state.c.event_id == event_id, export_state.c.destination == key)).mappings().first()
+    if current is None:
+        return "pending"
+    attempts = current["attempts"] + 1
+    if result.outcome == "posted":
+        state = "posted"
+    elif result.outcome == "rejected":
+        state = "rejected"
+    else:
+        state = "gave_up" if attempts >= max_attempts else "pending"
+    session.execute(
+        export_state.update()
+        .where(export_state.c.event_id == event_id, export_state.c.destination == key)
+        .values(state=state, attempts=attempts, tries=current["tries"] + result.tries, last_status=result.status,
+                last_error=result.error, claimed_until=None, last_tried_at=now,
+                first_tried_at=current["first_tried_at"] or now,
+                posted_at=now if state == "posted" else current["posted_at"])
+    )
+    rows = session.execute(sa.select(export_state).where(export_state.c.event_id == event_id)).mappings().all()
+    by_key = {row["destination"]: row for row in rows}
+    all_posted = all(k in by_key and by_key[k]["state"] == "posted" for k in all_keys)
+    failed_tries = sum(row["tries"] for row in rows) - sum(1 for row in rows if row["state"] == "posted")
+    values: dict[str, Any] = {"api_retry_count": max(0, failed_tries)}
+    if all_posted:
+        values["api_posted"] = 1
+        values["api_posted_at"] = format_utc(max(by_key[k]["posted_at"] for k in all_keys))
+    session.execute(agent_runs.update().where(agent_runs.c.event_id == event_id).values(**values))
+    return state
+
+
+def post_with_retry(http: requests.Session, dest: Destination, run: dict[str, Any], timeout: float,
+                    sleep: Callable[[float], None] = time.sleep) -> PostResult:
+    """One attempt: up to four tries (after 1 s, 2 s, 4 s) while the failure may pass."""
+    body = _body(dest, run)
+    tries = 0
+    status: int | None = None
+    error: str | None = None
+    for delay in (0, *RETRY_DELAYS):
+        if delay:
+            sleep(delay)
+        tries += 1
+        try:
+            response = http.post(dest.url, data=body, headers=_headers(dest, run, body), timeout=timeout)
+        except requests.RequestException as exc:
+            status, error = None, f"{type(exc).__name__}: {_no_url(str(exc), dest.url)}"[:500]
+            continue
+        status = response.status_code
+        if 200 <= status < 300:
+            return PostResult("posted", tries, status)
+        error = (response.text or response.reason or "")[:500]
+        if status >= 500 or status in RETRYABLE_STATUS:
+            continue
+        return PostResult("rejected", tries, status, error)
+    return PostResult("failed", tries, status, error)
+
+
+def _body(dest: Destination, run: dict[str, Any]) -> bytes:
+    if dest.kind == "sheets":
+        # An Apps Script web app cannot read request headers: the token travels in the body.
+        payload: dict[str, Any] = {**run}
+        if dest.token:
+            payload["token"] = dest.token
+    else:
+        payload = {"type": "run.ended", "sent_at": format_utc(utcnow()), "run": run}
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+
+def _headers(dest: Destination, run: dict[str, Any], body: bytes) -> dict[str, str]:
+    from .. import __version__
+
+    delivery = f"{run['event_id']}:{dest.key}"
+    headers = {"Content-Type": "application/json", "User-Agent": f"local-telemetry/{__version__}",
+               "Idempotency-Key": delivery, "X-Telemetry-Delivery": delivery}
+    if dest.kind == "webhook" and dest.token:
+        headers["Authorization"] = f"Bearer {dest.token}"
+    if dest.secret:
+        stamp = str(int(time.time()))
+        digest = hmac.new(dest.secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        headers["X-Telemetry-Timestamp"] = stamp
+        headers["X-Telemetry-Signature"] = f"sha256={digest}"
+    return headers
+
+
+def _no_url(text: str, url: str) -> str:
+    """Error text without the full URL (it may carry a secret in its query)."""
+    return text.replace(url, _label(url))
+
+
+def export_states(session: Session, event_id: str) -> list[dict[str, Any]]:
+    """The export state of one run per destination, for the run detail page."""
+    labels = dict(session.execute(sa.select(export_destinations.c.destination, export_destinations.c.label)).all())
+    rows = session.execute(sa.select(export_state).where(export_state.c.event_id == event_id)
+                           .order_by(export_state.c.destination)).mappings().all()
+    return [{**row, "label": labels.get(row["destination"], row["destination"])} for row in rows]
+
+
+def retry_export(session: Session, event_id: str, destination: str | None = None) -> int:
+    """Make a rejected or given-up export pending again ("retry now"); return how many."""
+    query = export_state.update().where(export_state.c.event_id == event_id,
+                                        export_state.c.state.in_(("rejected", "gave_up", "pending")))
+    if destination:
+        query = query.where(export_state.c.destination == destination)
+    return session.execute(query.values(state="pending", attempts=0, claimed_until=None)).rowcount

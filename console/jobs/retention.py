@@ -1,0 +1,138 @@
+"""Retention: delete runs (with their events) older than N days, in short batches.
+
+Each batch is its own write transaction of at most `batch_size` runs, with a pause
+between batches, so that ingest never waits long for the lock. Rollups stay true
+(console.rollups is told of every deleted row), and one audit_log entry says what
+was deleted. SQLite space: freed pages go to the freelist and are reused; with
+auto_vacuum=INCREMENTAL they are handed back to the OS, and with
+TELEMETRY_RETENTION_VACUUM=true a full VACUUM follows (schedule it off-hours).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .. import rollups
+from ..db import Database
+from ..models import agent_runs, audit_log, commits, run_events
+from ..settings import Settings
+from ..timeutil import format_utc, utcnow
+from .tables import export_state
+
+log = logging.getLogger("console.jobs.retention")
+
+
+def scheduled_retention(db: Database, settings: Settings) -> dict[str, Any]:
+    """The scheduled job: apply TELEMETRY_RETENTION_DAYS."""
+    return apply_retention(db, settings.retention_days, batch_size=settings.retention_batch_size,
+                           vacuum=settings.retention_vacuum)
+
+
+def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run: bool = False,
+                    now: datetime | None = None, pause: float = 0.05, vacuum: bool = False) -> dict[str, Any]:
+    """Delete runs whose created_at is older than `days` (0: keep everything); return a report."""
+    now = now or utcnow()
+    report: dict[str, Any] = {"days": days, "dry_run": dry_run, "runs_deleted": 0, "events_deleted": 0, "batches": 0}
+    if days <= 0:
+        report["note"] = "retention is off (days = 0): everything is kept"
+        return report
+    cutoff = now - timedelta(days=days)
+    report["cutoff"] = format_utc(cutoff)
+    if dry_run:
+        with db.read() as session:
+            report["runs_to_delete"] = _count_old_runs(session, cutoff)
+            report["events_to_delete"] = _count_old_events(session, cutoff)
+        return report
+    before = _space(db)
+    started = time.monotonic()
+    longest = 0.0
+    while True:
+        batch_started = time.monotonic()
+        runs, events = db.write(lambda s: _delete_batch(s, cutoff, batch_size))
+        longest = max(longest, time.monotonic() - batch_started)
+        if not runs:
+            break
+        report["runs_deleted"] += runs
+        report["events_deleted"] += events
+        report["batches"] += 1
+        if runs < batch_size:
+            break
+        time.sleep(pause)  # let waiting writers in between batches
+    if report["runs_deleted"]:
+        detail = json.dumps({k: report[k] for k in ("cutoff", "runs_deleted", "events_deleted")})
+        db.write(lambda s: s.execute(audit_log.insert().values(
+            at=utcnow(), actor="retention", action="retention.delete", detail=detail)))
+    report["seconds"] = round(time.monotonic() - started, 3)
+    report["longest_batch_seconds"] = round(longest, 3)
+    report.update(_reclaim(db, before, vacuum))
+    return report
+
+
+def _count_old_runs(session: Session, cutoff: datetime) -> int:
+    return session.execute(sa.select(sa.func.count()).where(agent_runs.c.created_at < cutoff)).scalar_one()
+
+
+def _count_old_events(session: Session, cutoff: datetime) -> int:
+    old = sa.select(agent_runs.c.event_id).where(agent_runs.c.created_at < cutoff)
+    return session.execute(sa.select(sa.func.count()).where(run_events.c.event_id.in_(old))).scalar_one()
+
+
+def _delete_batch(session: Session, cutoff: datetime, batch_size: int) -> tuple[int, int]:
+    rows = session.execute(
+        sa.select(agent_runs).where(agent_runs.c.created_at < cutoff).order_by(agent_runs.c.created_at)
+        .limit(batch_size)
+    ).mappings().all()
+    if not rows:
+        return 0, 0
+    ids = [row["id"] for row in rows]
+    event_ids = [row["event_id"] for row in rows]
+    # Explicit rather than by ON DELETE: correct even where foreign keys are off.
+    events = session.execute(run_events.delete().where(run_events.c.event_id.in_(event_ids))).rowcount
+    session.execute(export_state.delete().where(export_state.c.event_id.in_(event_ids)))
+    session.execute(commits.update().where(commits.c.event_id.in_(event_ids)).values(event_id=None))
+    session.execute(agent_runs.delete().where(agent_runs.c.id.in_(ids)))
+    _keep_rollups_true(session, rows)
+    return len(rows), events
+
+
+def _keep_rollups_true(session: Session, rows) -> None:
+    rollups.record_changes(session, [(row, None) for row in rows])
+
+
+def _space(db: Database) -> dict[str, int]:
+    if db.dialect != "sqlite":
+        return {}
+    with db.read() as session:
+        return {name: session.execute(sa.text(f"PRAGMA {name}")).scalar_one()
+                for name in ("page_size", "page_count", "freelist_count", "auto_vacuum")}
+
+
+def _reclaim(db: Database, before: dict[str, int], vacuum: bool) -> dict[str, Any]:
+    """Hand freed SQLite pages back where configured; report the space."""
+    if db.dialect != "sqlite":
+        return {"space_note": "PostgreSQL reuses the space (autovacuum); VACUUM FULL hands it back"}
+    after = _space(db)
+    freed = max(0, after["freelist_count"] - before["freelist_count"]) * after["page_size"]
+    out: dict[str, Any] = {"bytes_freed": freed, "file_bytes_before": before["page_count"] * before["page_size"]}
+    if after["auto_vacuum"] == 2:  # INCREMENTAL: release free pages in small steps
+        while True:
+            remaining = _space(db)["freelist_count"]
+            if not remaining:
+                break
+            db.write(lambda s: s.execute(sa.text("PRAGMA incremental_vacuum(2000)")).all())
+            if _space(db)["freelist_count"] >= remaining:
+                break
+    elif vacuum:
+        with db.engine.connect() as conn:
+            conn.connection.driver_connection.execute("VACUUM")
+    final = _space(db)
+    out["file_bytes_after"] = final["page_count"] * final["page_size"]
+    out["bytes_returned_to_os"] = max(0, out["file_bytes_before"] - out["file_bytes_after"])
+    return out
