@@ -35,10 +35,12 @@ def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[s
 
     from . import logs, middleware
     from .api import init_app as init_api
+    from .web import init_app as init_web
 
     logs.init_app(app)
     middleware.init_app(app)
     init_api(app)
+    init_web(app)
     return app
 
 

@@ -1,0 +1,152 @@
+"""Runs page: filters, status counts, keyset "older runs", and the polling partial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional
+from urllib.parse import urlencode
+
+from flask import current_app, make_response, request
+
+from .. import runs, web_queries
+from ..errors_domain import Invalid
+from ..records import run_to_dict
+from ..timeutil import format_utc, utcnow
+from ..validation import STATUSES
+from . import web_bp
+from .render import render
+
+PAGE_SIZE = 50
+# Time range presets, in hours; each range starts on a whole UTC hour (so the
+# status counts can come from the hourly rollups).
+RANGES = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
+RANGE_LABELS = {"": "Any time", "1h": "Last hour", "24h": "Last 24 h", "7d": "Last 7 days", "30d": "Last 30 days"}
+
+
+@dataclass
+class PageFilters:
+    """The runs page's filters, as in the URL."""
+
+    agent: str = ""
+    status: str = ""
+    job_type: str = ""
+    range: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_args(cls, args) -> PageFilters:
+        return cls(**{name: (args.get(name) or "").strip()[:500] for name in ("agent", "status", "job_type", "range", "q")})
+
+    def query(self, **extra: str) -> str:
+        """The filters (plus `extra`) as a query string, empty values left out."""
+        values = {k: v for k, v in {**self.__dict__, **extra}.items() if v}
+        return urlencode(values)
+
+    def since(self):
+        hours = RANGES.get(self.range)
+        if hours is None:
+            return None
+        return utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
+
+    def domain(self) -> runs.RunFilters:
+        """The domain's filters; Invalid for an unknown status or range."""
+        if self.range and self.range not in RANGES:
+            raise Invalid(f"unknown time range {self.range!r}: use one of {', '.join(RANGES)}")
+        since = self.since()
+        return runs.RunFilters(
+            agent_name=self.agent or None,
+            status=runs.parse_status_filter(self.status) if self.status else None,
+            job_type=self.job_type or None,
+            start_time_from=format_utc(since) if since else None,
+            q=self.q or None,
+        )
+
+    @property
+    def counts_from_rollups(self) -> bool:
+        """The hourly rollups can count this filter (agent, status, whole-hour range only)."""
+        return not self.q and not self.job_type
+
+
+def _rows(session, filters: runs.RunFilters, cursor: Optional[str] = None):
+    rows, next_cursor = runs.list_runs(session, filters, limit=PAGE_SIZE, cursor=cursor)
+    hosts = current_app.config["SETTINGS"].git_hosts
+    return [run_to_dict(row, hosts) for row in rows], next_cursor, (rows[0] if rows else None)
+
+
+def _db():
+    return current_app.extensions["telemetry_db"]
+
+
+@web_bp.get("/", endpoint="runs")
+def runs_page():
+    """The newest runs, filtered; the results block alone for an htmx swap."""
+    page_filters = PageFilters.from_args(request.args)
+    cursor = request.args.get("cursor") or None
+    context = {"f": page_filters, "statuses": STATUSES, "ranges": RANGE_LABELS, "cursor": cursor,
+               "error": None, "rows": [], "next_cursor": None, "counts": None, "capped": False, "poll_after": None}
+    status = 200
+    with _db().read() as session:
+        context["agents"] = runs.distinct_values(session, "agent_name")
+        context["job_types"] = runs.distinct_values(session, "job_type")
+        try:
+            filters = page_filters.domain()
+            rows, next_cursor, newest = _rows(session, filters, cursor)
+            context.update(rows=rows, next_cursor=next_cursor)
+            if not cursor:
+                context["poll_after"] = runs.encode_cursor(newest) if newest else "start"
+                if page_filters.counts_from_rollups:
+                    context["counts"] = web_queries.rollup_status_counts(
+                        session, agent_name=filters.agent_name, status=filters.status, since=page_filters.since())
+        except Invalid as exc:
+            context["error"] = exc.detail
+            status = 400
+    if cursor and not context["error"]:
+        # "Older runs": the next rows, to append below the current ones.
+        return render("runs.html", "_runs_rows.html", status, **context)
+    return render("runs.html", "_runs_results.html", status, **context)
+
+
+@web_bp.get("/runs/counts")
+def runs_counts():
+    """Runs per status for filters the rollups cannot count (deferred, capped)."""
+    page_filters = PageFilters.from_args(request.args)
+    with _db().read() as session:
+        try:
+            counts, capped = web_queries.capped_status_counts(session, page_filters.domain())
+        except Invalid as exc:
+            return render("runs.html", "_runs_counts.html", 400, f=page_filters, counts=None, error=exc.detail)
+    return render("runs_counts.html", "_runs_counts.html", f=page_filters, counts=counts, capped=capped,
+                  statuses=STATUSES, cap=web_queries.COUNT_CAP)
+
+
+@web_bp.get("/runs/new")
+def runs_new():
+    """Runs created after the `after` cursor, for the polling element; 204 when there are none."""
+    page_filters = PageFilters.from_args(request.args)
+    after = request.args.get("after", "")
+    with _db().read() as session:
+        try:
+            filters = page_filters.domain()
+            if after and after != "start":
+                created, _row_id = runs.decode_cursor(after)
+                filters.created_after = format_utc(created)
+            rows, _next, newest = _rows(session, filters)
+        except Invalid:
+            return make_response("", 204)
+        if not rows:
+            return make_response("", 204)
+        counts = None
+        if page_filters.counts_from_rollups:
+            counts = web_queries.rollup_status_counts(
+                session, agent_name=filters.agent_name, status=filters.status, since=page_filters.since())
+    response = make_response(render_new(rows, page_filters, runs.encode_cursor(newest), counts))
+    response.vary.add("HX-Request")
+    return response
+
+
+def render_new(rows, page_filters, poll_after, counts):
+    from flask import render_template
+
+    return render_template("_runs_new.html", rows=rows, f=page_filters, poll_after=poll_after, counts=counts,
+                           statuses=STATUSES, capped=False, new_rows=True)

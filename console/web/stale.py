@@ -1,0 +1,83 @@
+"""Stale runs: the triage list and the "mark failed" action (with a confirmation step)."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, request, url_for
+
+from .. import stale, web_auth
+from ..records import run_to_dict
+from ..timeutil import utcnow
+from . import web_bp
+from .render import page, render
+
+MAX_LISTED = 1000
+MAX_THRESHOLD_MINUTES = 60 * 24 * 365
+
+
+def _db():
+    return current_app.extensions["telemetry_db"]
+
+
+def _threshold() -> tuple[int, str | None]:
+    """The threshold in minutes from the URL or form (default from settings), and an error."""
+    default = current_app.config["SETTINGS"].stale_threshold_minutes
+    raw = (request.values.get("older_than_minutes") or "").strip()
+    if not raw:
+        return default, None
+    try:
+        value = int(raw)
+    except ValueError:
+        return default, f"The threshold must be a whole number of minutes, not {raw[:50]!r}."
+    if not 0 <= value <= MAX_THRESHOLD_MINUTES:
+        return default, f"The threshold must be between 0 and {MAX_THRESHOLD_MINUTES} minutes."
+    return value, None
+
+
+def _stale_rows(session, minutes: int) -> list[dict]:
+    now = utcnow()
+    hosts = current_app.config["SETTINGS"].git_hosts
+    out = []
+    for row in stale.list_stale(session, minutes, now=now, limit=MAX_LISTED + 1):
+        item = run_to_dict(row, hosts)
+        item["silent_seconds"] = stale.silent_seconds(row, now)
+        item["last_heartbeat_at"] = row.get("last_heartbeat_at")
+        out.append(item)
+    return out
+
+
+@web_bp.get("/stale", endpoint="stale")
+def stale_page():
+    minutes, error = _threshold()
+    with _db().read() as session:
+        rows = _stale_rows(session, minutes)
+    return render("stale.html", "_stale_table.html", 400 if error else 200, rows=rows[:MAX_LISTED],
+                  truncated=len(rows) > MAX_LISTED, minutes=minutes, error=error)
+
+
+@web_bp.post("/stale/mark-failed")
+def stale_mark_failed():
+    """Step 1 shows what will change; step 2 (confirm=yes) marks the runs failed."""
+    minutes, _error = _threshold()
+    event_ids = list(dict.fromkeys(request.form.getlist("event_id")))[:MAX_LISTED]
+    reason = (request.form.get("reason") or "").strip()[:2000]
+    back = url_for("web.stale", older_than_minutes=minutes)
+    if request.form.get("confirm") != "yes":
+        with _db().read() as session:
+            listed = _stale_rows(session, minutes)
+        if request.form.get("all") == "1":
+            chosen = listed[:MAX_LISTED]
+        else:
+            wanted = set(event_ids)
+            chosen = [row for row in listed if row["event_id"] in wanted]
+        if not chosen:
+            flash("Select at least one run to mark failed.", "error")
+            return redirect(back, 303)
+        return page("stale_confirm.html", rows=chosen, minutes=minutes, reason=reason)
+    actor = f"operator:{web_auth.current_user() or 'console'}"
+    changed, skipped = _db().write(lambda s: stale.mark_stale_runs_failed(
+        s, event_ids=event_ids, reason=reason or f"silent for more than {minutes} minutes", actor=actor))
+    message = f"Marked {len(changed)} run{'' if len(changed) == 1 else 's'} failed."
+    if skipped:
+        message += f" {len(skipped)} skipped (no longer running or gone)."
+    flash(message, "ok")
+    return redirect(back, 303)

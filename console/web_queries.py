@@ -1,0 +1,74 @@
+"""Reads the console pages need that the shared domain does not offer (yet).
+
+Plain functions over a Session, no Flask: the pages call these exactly as they call
+console.runs. Anything here that the domain modules grow an equivalent for moves
+there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from .models import agent_runs
+from .runs import RunFilters, filter_conditions
+from .timeutil import format_utc
+from .validation import STATUSES
+
+c = agent_runs.c
+
+# The deferred count reads at most this many matching rows, then shows "≥ N".
+COUNT_CAP = 100_000
+
+
+def runs_with_run_id(session: Session, run_id: str, limit: int = 20) -> list[Mapping[str, Any]]:
+    """Runs whose run_id is `run_id` (a parent link names a run_id), newest first."""
+    query = select(agent_runs).where(c.run_id == run_id).order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+    return list(session.execute(query).mappings())
+
+
+def rollup_status_counts(
+    session: Session, *, agent_name: Optional[str] = None, status: Optional[str] = None,
+    since: Optional[datetime] = None,
+) -> dict[str, int]:
+    """Runs per status from the hourly rollups (start_time at or after the hour `since`)."""
+    where = []
+    params: dict[str, Any] = {}
+    if agent_name is not None:
+        where.append("agent_name = :agent")
+        params["agent"] = agent_name
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    if since is not None:
+        where.append("hour >= :since")
+        params["since"] = format_utc(since) if session.get_bind().dialect.name == "sqlite" else since
+    sql = "SELECT status, SUM(runs) FROM run_rollups"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " GROUP BY status"
+    counts = {s: 0 for s in STATUSES}
+    for row_status, n in session.execute(text(sql), params):
+        if row_status in counts:
+            counts[row_status] = int(n or 0)
+    return counts
+
+
+def capped_status_counts(
+    session: Session, filters: RunFilters, cap: Optional[int] = None
+) -> tuple[dict[str, int], bool]:
+    """Runs per status for any filter, reading at most `cap` rows; (counts, capped)."""
+    cap = cap or COUNT_CAP
+    inner = select(c.status).where(*filter_conditions(session, filters)).limit(cap).subquery()
+    counts = {s: 0 for s in STATUSES}
+    total = 0
+    for row_status, n in session.execute(select(inner.c.status, func.count()).group_by(inner.c.status)):
+        total += n
+        if row_status in counts:
+            counts[row_status] = n
+    return counts, total >= cap
+

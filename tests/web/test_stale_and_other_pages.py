@@ -1,0 +1,101 @@
+"""Stale triage, the agents and jobs pages, security headers and htmx's own file."""
+
+from __future__ import annotations
+
+import re
+
+from tests.web.conftest import HTMX, hours_ago
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_stale_lists_silent_running_runs_oldest_first(client, make_run):
+    make_run(run_id="silent-3h", status="running", start_time=hours_ago(3))
+    make_run(run_id="silent-2h", status="running", start_time=hours_ago(2))
+    make_run(run_id="fresh", status="running", start_time=hours_ago(0.1))
+    make_run(run_id="done", status="success", start_time=hours_ago(5))
+    body = text(client.get("/stale"))
+    assert "silent-3h" in body and "silent-2h" in body
+    assert "fresh" not in body and "done" not in body
+    assert body.index("silent-3h") < body.index("silent-2h")
+    assert re.search(r"3 h 0[01] m|2 h 59 m", body)
+
+
+def test_the_threshold_can_be_changed_and_the_partial_comes_alone(client, make_run):
+    make_run(run_id="silent-10m", status="running", start_time=hours_ago(10 / 60))
+    assert "silent-10m" not in text(client.get("/stale"))
+    response = client.get("/stale?older_than_minutes=5", headers=HTMX)
+    assert response.status_code == 200
+    assert text(response).lstrip().startswith('<section id="stale-results"') and "silent-10m" in text(response)
+    assert client.get("/stale?older_than_minutes=abc").status_code == 400
+
+
+def test_no_stale_runs_is_an_empty_state(client):
+    assert "No stale runs" in text(client.get("/stale"))
+
+
+def test_marking_selected_runs_failed_asks_first_then_changes_only_those(client, csrf, make_run):
+    a = make_run(status="running", start_time=hours_ago(3))
+    b = make_run(status="running", start_time=hours_ago(3))
+    c = make_run(status="running", start_time=hours_ago(3))
+    ask = client.post("/stale/mark-failed", data={"csrf_token": csrf, "event_id": [a, b], "older_than_minutes": "60"})
+    assert ask.status_code == 200 and "Mark 2 runs failed?" in text(ask)
+    assert client.get(f"/api/v1/runs/{a}").get_json()["status"] == "running"
+    done = client.post("/stale/mark-failed", data={
+        "csrf_token": csrf, "event_id": [a, b], "older_than_minutes": "60", "confirm": "yes", "reason": "zombies"})
+    assert done.status_code == 303
+    page = text(client.get(done.headers["Location"]))
+    assert "Marked 2 runs failed." in page
+    assert a not in page and b not in page and c in page
+    for event_id in (a, b):
+        run = client.get(f"/api/v1/runs/{event_id}").get_json()
+        assert run["status"] == "failure" and "zombies" in run["error_summary"]
+    assert client.get(f"/api/v1/runs/{c}").get_json()["status"] == "running"
+
+
+def test_mark_all_takes_every_listed_run(client, csrf, make_run):
+    ids = [make_run(status="running", start_time=hours_ago(2)) for _ in range(3)]
+    ask = text(client.post("/stale/mark-failed", data={"csrf_token": csrf, "all": "1", "older_than_minutes": "60"}))
+    assert "Mark 3 runs failed?" in ask
+    assert all(f'name="event_id" value="{e}"' in ask for e in ids)
+
+
+def test_marking_nothing_says_so(client, csrf, make_run):
+    make_run(status="running", start_time=hours_ago(2))
+    response = client.post("/stale/mark-failed", data={"csrf_token": csrf, "older_than_minutes": "60"})
+    assert response.status_code == 303
+    assert "Select at least one run" in text(client.get(response.headers["Location"]))
+
+
+def test_agents_page_links_to_the_filtered_runs(client, make_run):
+    make_run(agent_name="crawler")
+    body = text(client.get("/agents"))
+    assert 'href="/?agent=crawler"' in body
+
+
+def test_jobs_has_its_place_in_the_navigation(client):
+    body = text(client.get("/jobs"))
+    assert 'href="/jobs" aria-current="page"' in body
+
+
+def test_pages_carry_the_strict_csp_and_no_inline_code(client, make_run):
+    event_id = make_run(status="running", start_time=hours_ago(3), error_summary="x")
+    for path in ("/", "/?q=x", f"/runs/{event_id}", f"/runs/{event_id}/delete", "/stale", "/agents", "/jobs"):
+        response = client.get(path)
+        assert response.headers["Content-Security-Policy"] == "default-src 'self'; frame-ancestors 'none'", path
+        body = text(response)
+        assert not re.search(r"<script(?![^>]*\bsrc=)", body), path
+        assert not re.search(r"\sstyle=|\son[a-z]+=|hx-on|js:", body), path
+
+
+def test_htmx_is_served_from_the_installed_package(client):
+    response = client.get("/assets/htmx.min.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    assert b"htmx" in response.data[:2000]
+
+
+def test_the_htmx_config_turns_off_injected_styles(client):
+    assert '"includeIndicatorStyles":false' in text(client.get("/"))
