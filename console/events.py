@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import rollups
@@ -53,8 +53,8 @@ def list_events(
     e = run_events.c
     query = select(e.id, e.event_type, e.timestamp, e.payload_json).where(e.event_id == event_id)
     if cursor:
-        after = decode_cursor(cursor)
-        query = query.where(tuple_(e.timestamp, e.id) > tuple_(*after))
+        stamp, row_id = decode_cursor(cursor)
+        query = query.where(or_(e.timestamp > stamp, and_(e.timestamp == stamp, e.id > row_id)))
     rows = session.execute(query.order_by(e.timestamp, e.id).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
