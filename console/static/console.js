@@ -60,6 +60,17 @@
     for (var i = 0; i < pollers.length; i++) { window.htmx.trigger(pollers[i], "poll-now"); }
   });
 
+  // Filter forms ([data-drop-empty]) leave empty fields out of the URL they push.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var source = event.detail && event.detail.elt;
+    var form = source && source.closest ? source.closest("form[data-drop-empty]") : null;
+    if (!form || event.detail.verb !== "get") { return; }
+    var params = event.detail.parameters;
+    var names = [];
+    params.forEach(function (value, name) { if (value === "") { names.push(name); } });
+    for (var i = 0; i < names.length; i++) { params.delete(names[i]); }
+  });
+
   // While a results block is being replaced, say so to assistive technology.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var target = event.detail && event.detail.target;

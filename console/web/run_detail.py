@@ -110,7 +110,10 @@ def run_link_commit(event_id: str):
     with _db().read() as session:
         context = _load(session, event_id)
     context.update(commit_errors=errors, commit_form=form if errors else {}, commit_saved=commit is not None)
-    return render("run.html", "_commit.html", 422 if errors else 200, **context)
+    # The whole page answers 422; the htmx swap answers 200, as htmx swaps only
+    # successful answers (and a 4xx would show as an error in the browser console).
+    status = 422 if errors and not wants_partial() else 200
+    return render("run.html", "_commit.html", status, **context)
 
 
 @web_bp.route("/runs/<event_id>/delete", methods=["GET", "POST"])
