@@ -238,6 +238,15 @@ class Sender:
         self._files = {k: int(v) for k, v in load_cursor(self.raw_dir)["files"].items()}
         return True
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop this process's sender thread and give up the base dir's lock."""
+        self._exiting = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self.release_lock()
+
     def release_lock(self) -> None:
         """Give up delivering for this base dir (another process may take over)."""
         fd, self._lock_fd = self._lock_fd, None

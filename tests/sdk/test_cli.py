@@ -12,8 +12,7 @@ def test_sync_exit_codes(sdk_env, fake_ingest, monkeypatch, capsys):
     client.end_run(client.start_run("a", "j"))
     assert main(["sync", "--timeout", "0.5"]) == 1
     assert "2 record(s) still pending" in capsys.readouterr().err
-    client._sender._exiting = True
-    client._sender.release_lock()
+    client._sender.stop()
     monkeypatch.setenv("TELEMETRY_API_URL", fake_ingest.url)
     fake_ingest.reject_if = lambda line: "nope" if line["kind"] == "run_ended" else None
     assert main(["sync", "--timeout", "20"]) == 0

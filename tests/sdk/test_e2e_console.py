@@ -98,8 +98,7 @@ def test_rejected_records_are_dead_lettered_and_the_rest_delivered(console, sdk_
     client._writer.append(make_line("run_updated", head, {"items_failed": -5}), day)
     client._writer.append(make_line("event", head, {"event_type": "x"}).replace(b'"v":1', b'"v":99'), day)
     client.end_run(run_id)
-    client._sender._exiting = True  # this process's sender (aimed at nothing) lets `sync` deliver
-    client._sender.release_lock()
+    client._sender.stop()  # this process's sender (aimed at nothing) lets `sync` deliver
     result = cli(sdk_env, console.url, "sync", "--timeout", "60")
     assert result.returncode == 0, result.stderr
     assert "3 record(s) rejected" in result.stderr
