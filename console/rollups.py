@@ -337,3 +337,42 @@ def stored_rollups(session: Session) -> dict[str, dict]:
         if r["runs"]:
             buckets[(r["agent_name"], r["status"], hour_of(r["hour"]), r["bucket"])] = r["runs"]
     return {"groups": groups, "buckets": buckets}
+
+
+def _command(settings, options) -> int:
+    """`python -m console rollups rebuild|reconcile|check`."""
+    from .db import Database, make_plain_engine
+
+    db = Database(settings, make_plain_engine(settings))
+    try:
+        if options.action == "rebuild":
+            groups = db.write(rebuild)
+            print(f"rollups rebuilt: {groups} (agent, status, hour) groups")
+        elif options.action == "reconcile":
+            hours = db.write(lambda session: reconcile_dirty(session, limit=1_000_000))
+            print(f"rollups reconciled: {hours} hour(s) recomputed")
+        else:
+            with db.read() as session:
+                expected, stored = recompute_from_runs(session), stored_rollups(session)
+            expected_groups = {k: list(v) for k, v in expected["groups"].items()}
+            if expected_groups == stored["groups"] and expected["buckets"] == stored["buckets"]:
+                print("rollups match agent_runs")
+                return 0
+            print("rollups differ from agent_runs; run `python -m console rollups rebuild`")
+            return 1
+    finally:
+        db.dispose()
+    return 0
+
+
+def _register() -> None:
+    from .cli import arg, command
+
+    command(
+        "rollups",
+        "Rebuild the run rollups from agent_runs, reconcile dirty hours, or check them.",
+        arg("action", choices=["rebuild", "reconcile", "check"]),
+    )(_command)
+
+
+_register()

@@ -1,0 +1,151 @@
+"""Run statistics per agent and overall, read from the rollups (never a scan of agent_runs)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from .rollups import ITEM_COLUMNS, bucket_value, hour_of
+from .timeutil import format_utc, utcnow
+
+DEFAULT_DAYS = 7
+ITEM_NAMES = tuple(name.removeprefix("items_") for name in ITEM_COLUMNS)
+
+
+def percentile(histogram: Mapping[int, int], fraction: float) -> Optional[int]:
+    """The nearest-rank percentile of a duration histogram (bucket → runs), in ms."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return int(round(bucket_value(bucket)))
+    return None
+
+
+def _period_expr(dialect: str, bucket: str) -> str:
+    if dialect == "sqlite":
+        return "hour" if bucket == "hour" else "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'"
+    return "hour" if bucket == "hour" else "date_trunc('day', hour, 'UTC')"
+
+
+def _summary(
+    counts: Mapping[str, int], items: Mapping[str, int], duration_sum: int, histogram: Mapping[int, int]
+) -> dict[str, Any]:
+    total = sum(counts.values())
+    finished = total - counts.get("running", 0)
+    return {
+        "total": total,
+        "counts": dict(sorted(counts.items())),
+        "success_rate": round(counts.get("success", 0) / finished, 4) if finished else None,
+        "avg_duration_ms": int(round(duration_sum / finished)) if finished else None,
+        "p50_ms": percentile(histogram, 0.50),
+        "p95_ms": percentile(histogram, 0.95),
+        "items": dict(items),
+    }
+
+
+def run_stats(
+    session: Session,
+    *,
+    agent_name: Optional[str] = None,
+    since: Optional[datetime] = None,
+    bucket: str = "day",
+    now: Optional[datetime] = None,
+) -> dict[str, Any]:
+    """Counts by status, success rate, p50/p95 duration, item sums and time buckets.
+
+    `since` is rounded down to its hour (the rollups' grain); default: 7 days ago.
+    """
+    now = now or utcnow()
+    since = hour_of(since or now - timedelta(days=DEFAULT_DAYS))
+    dialect = session.get_bind().dialect.name
+    params: dict[str, Any] = {"since": format_utc(since) if dialect == "sqlite" else since}
+    where = "hour >= :since"
+    if agent_name is not None:
+        where += " AND agent_name = :agent"
+        params["agent"] = agent_name
+    period = _period_expr(dialect, bucket)
+    sums = ", ".join(f"sum({n})" for n in ITEM_COLUMNS)
+    rows = session.execute(
+        text(
+            f"SELECT agent_name, status, {period} AS period, sum(runs), sum(duration_ms_sum), {sums} "
+            f"FROM run_rollups WHERE {where} GROUP BY agent_name, status, period HAVING sum(runs) <> 0"
+        ),
+        params,
+    ).all()
+    histograms = session.execute(
+        text(
+            f"SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations WHERE {where} "
+            "GROUP BY agent_name, bucket HAVING sum(runs) <> 0"
+        ),
+        params,
+    ).all()
+
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    items: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ITEM_NAMES, 0))
+    durations: dict[str, int] = defaultdict(int)
+    periods: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for agent, status, period_start, runs, duration_sum, *item_sums in rows:
+        start = format_utc(hour_of(period_start))
+        for key in (agent, None):
+            counts[key][status] += int(runs)
+            durations[key] += int(duration_sum or 0) if status != "running" else 0
+            for name, value in zip(ITEM_NAMES, item_sums, strict=True):
+                items[key][name] += int(value or 0)
+            periods[key][start][status] += int(runs)
+    hist: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for agent, bucket_index, runs in histograms:
+        hist[agent][int(bucket_index)] += int(runs)
+        hist[None][int(bucket_index)] += int(runs)
+
+    def block(key: Optional[str]) -> dict[str, Any]:
+        out = _summary(counts[key], items[key], durations[key], hist[key])
+        out["buckets"] = [
+            {"start": start, "counts": dict(sorted(c.items()))} for start, c in sorted(periods[key].items())
+        ]
+        return out
+
+    agents = sorted(k for k in counts if k is not None)
+    return {
+        "since": format_utc(since),
+        "bucket": bucket,
+        "overall": block(None),
+        "agents": {name: block(name) for name in agents},
+    }
+
+
+def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
+    """All-time run counts per agent and status, from the rollups."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for agent, status, runs in session.execute(
+        text("SELECT agent_name, status, sum(runs) FROM run_rollups GROUP BY agent_name, status HAVING sum(runs) <> 0")
+    ):
+        out[agent][status] = int(runs)
+    return dict(out)
+
+
+def all_time_histogram(session: Session) -> dict[int, int]:
+    return {
+        int(b): int(n)
+        for b, n in session.execute(
+            text("SELECT bucket, sum(runs) FROM run_rollup_durations GROUP BY bucket HAVING sum(runs) <> 0")
+        )
+    }
+
+
+def merge(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for block in counts:
+        for key, value in block.items():
+            out[key] += value
+    return dict(out)
