@@ -28,6 +28,9 @@ from .tables import export_state
 
 log = logging.getLogger("console.jobs.retention")
 
+# Each delete transaction aims at this duration (ingest waits at most about this long).
+BATCH_SECONDS = 0.25
+
 
 def scheduled_retention(db: Database, settings: Settings) -> dict[str, Any]:
     """The scheduled job: apply TELEMETRY_RETENTION_DAYS."""
@@ -36,8 +39,14 @@ def scheduled_retention(db: Database, settings: Settings) -> dict[str, Any]:
 
 
 def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run: bool = False,
-                    now: datetime | None = None, pause: float = 0.05, vacuum: bool = False) -> dict[str, Any]:
-    """Delete runs whose created_at is older than `days` (0: keep everything); return a report."""
+                    now: datetime | None = None, pause: float | None = None, vacuum: bool = False,
+                    batch_seconds: float = BATCH_SECONDS) -> dict[str, Any]:
+    """Delete runs whose created_at is older than `days` (0: keep everything); return a report.
+
+    A transaction deletes at most `batch_size` runs, fewer when the last batch took
+    longer than `batch_seconds`, and the next starts only after `pause`, so a waiting
+    writer gets the lock in between.
+    """
     now = now or utcnow()
     report: dict[str, Any] = {"days": days, "dry_run": dry_run, "runs_deleted": 0, "events_deleted": 0, "batches": 0}
     if days <= 0:
@@ -50,21 +59,29 @@ def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run:
             report["runs_to_delete"] = _count_old_runs(session, cutoff)
             report["events_to_delete"] = _count_old_events(session, cutoff)
         return report
+    if pause is None:
+        # SQLite's busy handler looks again at most every 100 ms: pause longer than that.
+        pause = 0.12 if db.dialect == "sqlite" else 0.01
     before = _space(db)
     started = time.monotonic()
     longest = 0.0
+    limit = min(batch_size, 200)
     while True:
         batch_started = time.monotonic()
-        runs, events = db.write(lambda s: _delete_batch(s, cutoff, batch_size))
-        longest = max(longest, time.monotonic() - batch_started)
+        runs, events = db.write(lambda s, n=limit: _delete_batch(s, cutoff, n))
+        took = time.monotonic() - batch_started
+        longest = max(longest, took)
         if not runs:
             break
         report["runs_deleted"] += runs
         report["events_deleted"] += events
         report["batches"] += 1
-        if runs < batch_size:
+        log.debug("retention batch %d: %d runs, %d events in %.3f s", report["batches"], runs, events, took)
+        if runs < limit:
             break
-        time.sleep(pause)  # let waiting writers in between batches
+        # Aim each transaction at `batch_seconds`, within [50, batch_size] runs.
+        limit = min(batch_size, max(50, int(limit * batch_seconds / max(took, 1e-3))))
+        time.sleep(pause)
     if report["runs_deleted"]:
         detail = json.dumps({k: report[k] for k in ("cutoff", "runs_deleted", "events_deleted")})
         db.write(lambda s: s.execute(audit_log.insert().values(
@@ -85,8 +102,10 @@ def _count_old_events(session: Session, cutoff: datetime) -> int:
 
 
 def _delete_batch(session: Session, cutoff: datetime, batch_size: int) -> tuple[int, int]:
+    # Only what the rollups need of each row (fewer columns: a faster batch).
     rows = session.execute(
-        sa.select(agent_runs).where(agent_runs.c.created_at < cutoff).order_by(agent_runs.c.created_at)
+        sa.select(*(agent_runs.c[name] for name in ("id", "event_id", *rollups.ROLLED_COLUMNS)))
+        .where(agent_runs.c.created_at < cutoff).order_by(agent_runs.c.created_at)
         .limit(batch_size)
     ).mappings().all()
     if not rows:
