@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from . import rollups
+from . import rollups, search
 from .errors_domain import Invalid, NotFound
 from .models import agent_runs, audit_log, run_events
 from .records import run_values
@@ -146,11 +146,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise Invalid("invalid cursor: pass the value from a Link header unchanged") from None
 
 
-def _like_pattern(text_value: str) -> str:
-    escaped = text_value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def filter_conditions(session: Session, filters: RunFilters) -> list:
     """SQL conditions for `filters`; Invalid for a bad status or time."""
     conditions = []
@@ -169,14 +164,7 @@ def filter_conditions(session: Session, filters: RunFilters) -> list:
     if filters.start_time_to is not None:
         conditions.append(c.start_time <= parse_time_filter("start_time_to", filters.start_time_to))
     if filters.q:
-        pattern = _like_pattern(filters.q)
-        if session.get_bind().dialect.name == "postgresql":
-            columns = [c.run_id.ilike(pattern, escape="\\"), c.event_id.ilike(pattern, escape="\\"),
-                       c.error_summary.ilike(pattern, escape="\\")]
-        else:  # SQLite's LIKE is already case-insensitive (ASCII)
-            columns = [c.run_id.like(pattern, escape="\\"), c.event_id.like(pattern, escape="\\"),
-                       c.error_summary.like(pattern, escape="\\")]
-        conditions.append(or_(*columns))
+        conditions.append(search.q_filter(session.get_bind().dialect.name, filters.q))
     return conditions
 
 

@@ -39,10 +39,14 @@ def normalise_status(value: Any) -> Any:
     return value
 
 
-def _clean_text(value: str) -> str:
+def clean_text(value: str) -> str:
+    """Refuse NUL characters and lone surrogates (422), which no database stores faithfully."""
     if _BAD_CHARS.search(value):
         raise ValueError("text must not contain NUL characters or lone surrogates")
     return value
+
+
+_clean_text = clean_text
 
 
 def _check_json_value(value: Any, depth: int = 0) -> None:

@@ -6,12 +6,21 @@ from typing import Annotated, Any, Literal, Optional, Union
 from urllib.parse import urlencode
 
 from flask import current_app, request
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from .. import auth, runs
 from ..errors_domain import DomainError
 from ..records import run_to_dict
-from ..validation import CommitAssociation, RunCreate, RunUpdate, Text, error_details
+from ..validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
 from . import api_bp
 from .errors import ApiError, error_response
 from .spec import route
@@ -19,25 +28,29 @@ from .spec import route
 # ---------------------------------------------------------------- models
 
 
+# Query values are short (a request line is at most a few KiB through gunicorn).
+Filter = Annotated[str, Field(max_length=1000), AfterValidator(clean_text)]
+
+
 class RunListQuery(BaseModel):
     """GET /api/v1/runs: filters (exact unless said), paging."""
 
     model_config = ConfigDict(extra="ignore")
 
-    agent_name: Optional[Text] = None
-    status: Optional[Text] = Field(None, description="canon or alias; unknown is a 400")
-    job_type: Optional[Text] = None
-    created_before: Optional[Text] = Field(None, description="exclusive; ISO 8601, date or naive = UTC")
-    created_after: Optional[Text] = Field(None, description="exclusive")
-    start_time_from: Optional[Text] = Field(None, description="inclusive")
-    start_time_to: Optional[Text] = Field(None, description="inclusive")
+    agent_name: Optional[Filter] = None
+    status: Optional[Filter] = Field(None, description="canon or alias; unknown is a 400")
+    job_type: Optional[Filter] = None
+    created_before: Optional[Filter] = Field(None, description="exclusive; ISO 8601, date or naive = UTC")
+    created_after: Optional[Filter] = Field(None, description="exclusive")
+    start_time_from: Optional[Filter] = Field(None, description="inclusive")
+    start_time_to: Optional[Filter] = Field(None, description="inclusive")
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**62)
-    cursor: Optional[Text] = Field(None, description="opaque; from the Link rel=next header (offset is then unused)")
-    q: Optional[Text] = Field(None, description="substring of run_id, event_id or error_summary")
-    parent_run_id: Optional[Text] = None
-    environment: Optional[Text] = None
-    host: Optional[Text] = None
+    cursor: Optional[Filter] = Field(None, description="opaque; from the Link rel=next header (offset is then unused)")
+    q: Optional[Filter] = Field(None, description="substring of run_id, event_id or error_summary")
+    parent_run_id: Optional[Filter] = None
+    environment: Optional[Filter] = None
+    host: Optional[Filter] = None
 
 
 class RunRecord(BaseModel):
