@@ -1,12 +1,20 @@
-"""Agents overview, and the Jobs placeholder the scheduler fills in."""
+"""Agents overview (from the rollups, via console.stats), and the Jobs placeholder."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app
 
-from .. import runs
+from .. import runs, stats
+from ..records import run_to_dict
+from ..timeutil import utcnow
+from ..validation import STATUSES
 from . import web_bp
+from .charts import daily_chart
 from .render import page
+
+CHART_DAYS = 30
 
 
 def _db():
@@ -15,9 +23,25 @@ def _db():
 
 @web_bp.get("/agents", endpoint="agents")
 def agents_page():
+    """Per agent: last run, runs and success rate over 24 h and 7 d, p50/p95, 30 days of runs."""
+    now = utcnow()
+    hosts = current_app.config["SETTINGS"].git_hosts
     with _db().read() as session:
         names = runs.distinct_values(session, "agent_name")
-    return page("agents.html", agents=[{"agent_name": n} for n in names])
+        day = stats.run_stats(session, since=now - timedelta(hours=24), now=now)["agents"]
+        week = stats.run_stats(session, since=now - timedelta(days=7), now=now)["agents"]
+        month = stats.run_stats(session, since=now - timedelta(days=CHART_DAYS - 1), bucket="day", now=now)["agents"]
+        agents = []
+        for name in names:
+            last, _cursor = runs.list_runs(session, runs.RunFilters(agent_name=name), limit=1)
+            agents.append({
+                "name": name,
+                "last_run": run_to_dict(last[0], hosts) if last else None,
+                "day": day.get(name),
+                "week": week.get(name),
+                "chart": daily_chart((month.get(name) or {}).get("buckets", []), days=CHART_DAYS, today=now),
+            })
+    return page("agents.html", agents=agents, statuses=STATUSES, chart_days=CHART_DAYS)
 
 
 @web_bp.get("/jobs", endpoint="jobs")

@@ -13,7 +13,7 @@ STATUS_SYMBOLS = {
     "success": "✓",
     "failure": "✕",
     "partial": "◐",
-    "timeout": "⌛",
+    "timeout": "◔",
     "cancelled": "⊘",
 }
 

@@ -75,6 +75,27 @@ def test_agents_page_links_to_the_filtered_runs(client, make_run):
     assert 'href="/?agent=crawler"' in body
 
 
+def test_agents_page_shows_rates_durations_last_run_and_a_30_day_svg_chart(client, make_run):
+    make_run(agent_name="crawler", status="success", duration_ms=60_000, start_time=hours_ago(2))
+    make_run(agent_name="crawler", status="success", duration_ms=60_000, start_time=hours_ago(3))
+    make_run(agent_name="crawler", status="failure", duration_ms=60_000, start_time=hours_ago(4))
+    make_run(agent_name="crawler", run_id="last-one", status="success", duration_ms=60_000, start_time=hours_ago(24 * 3))
+    body = text(client.get("/agents"))
+    stats = re.search(r'<dl class="stats">.*?</dl>', body, re.S).group(0)
+    assert re.search(r"Runs 24 h</dt><dd>3<", stats)
+    assert re.search(r"Success 24 h</dt><dd>66.7 %<", stats)
+    assert re.search(r"Runs 7 d</dt><dd>4<", stats)
+    assert re.search(r"p50 \(7 d\)</dt><dd>(5\d s|1 m \d s)<", stats), stats
+    assert "<svg class=\"chart\"" in body and 'role="img"' in body
+    assert body.count('<rect class="s-success"') == 2 and body.count('<rect class="s-failure"') == 1
+    assert re.search(r"<title>\d{4}-\d\d-\d\d: 2 success, 1 failure</title>", body)
+    assert "Last run <a href=\"/runs/" in body and ">last-one</a>" in body  # newest by created_at, as on Runs
+
+
+def test_agents_page_without_runs_is_an_empty_state(client):
+    assert "No agents have reported yet." in text(client.get("/agents"))
+
+
 def test_jobs_has_its_place_in_the_navigation(client):
     body = text(client.get("/jobs"))
     assert 'href="/jobs" aria-current="page"' in body
