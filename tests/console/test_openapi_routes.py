@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from console.api.spec import openapi_path
 
@@ -31,3 +32,15 @@ def test_run_operations_list_their_statuses(client):
     params = {p["name"] for p in paths["/api/v1/runs"]["get"]["parameters"]}
     assert {"agent_name", "status", "job_type", "created_before", "created_after", "start_time_from",
             "start_time_to", "limit", "offset", "cursor", "q", "parent_run_id", "environment", "host"} <= params
+
+
+def test_every_operation_is_in_the_api_guide(client):
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    lines = [line.replace("`", "") for line in guide.splitlines()]
+    missing = []
+    for path, item in client.get("/openapi.json").get_json()["paths"].items():
+        for method in item:
+            wanted = f"{method.upper()} {path}"
+            if not any(wanted in line for line in lines):
+                missing.append(wanted)
+    assert missing == []
