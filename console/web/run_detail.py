@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from .. import events as run_events
 from .. import runs, stale, web_auth, web_queries
 from ..errors_domain import NotFound
+from ..jobs import export
 from ..records import INTERNAL_COLUMNS, run_to_dict
 from ..timeutil import utcnow
 from ..validation import COMMIT_SOURCES, CommitAssociation, RunUpdate
@@ -44,6 +45,7 @@ def _load(session, event_id: str) -> dict:
         "more_events": more_events is not None,
         "parents": [p for p in parents if p["event_id"] != event_id],
         "children": [ch for ch in children if ch["event_id"] != event_id],
+        "exports": export.export_states(session, event_id),
         "commit_sources": COMMIT_SOURCES,
         "commit_errors": {},
         "commit_form": {},
@@ -114,6 +116,20 @@ def run_link_commit(event_id: str):
     # successful answers (and a 4xx would show as an error in the browser console).
     status = 422 if errors and not wants_partial() else 200
     return render("run.html", "_commit.html", status, **context)
+
+
+@web_bp.post("/runs/<event_id>/export/retry")
+def run_retry_export(event_id: str):
+    """Make a rejected or given-up export pending again (the export job sends it)."""
+    destination = request.form.get("destination") or None
+
+    def work(session):
+        runs.get_run(session, event_id)
+        return export.retry_export(session, event_id, destination)
+
+    count = _db().write(work)
+    flash("Export queued again." if count else "Nothing to retry.", "ok" if count else "error")
+    return redirect(url_for("web.run_detail", event_id=event_id), 303)
 
 
 @web_bp.route("/runs/<event_id>/delete", methods=["GET", "POST"])

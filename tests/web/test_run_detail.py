@@ -126,3 +126,26 @@ def test_a_form_without_the_csrf_token_is_refused(client, csrf, make_run):
         assert response.status_code == 400
         assert "CSRF" in text(response)
     assert client.get(f"/api/v1/runs/{event_id}").get_json()["status"] == "running"
+
+
+def test_the_export_state_per_destination_shows_and_a_given_up_export_can_be_retried(client, db, csrf, make_run):
+    from console.jobs.tables import export_destinations, export_state
+    from console.timeutil import utcnow
+
+    event_id = make_run()
+
+    def seed(session):
+        session.execute(export_destinations.insert().values(
+            destination="hook-1", kind="webhook", label="webhook hooks.example", first_configured_at=utcnow()))
+        session.execute(export_state.insert().values(
+            event_id=event_id, destination="hook-1", state="gave_up", attempts=5, tries=5, last_status=502,
+            last_error="<b>bad gateway</b>", last_tried_at=utcnow()))
+
+    db.write(seed)
+    body = text(client.get(f"/runs/{event_id}"))
+    assert "webhook hooks.example" in body and "gave_up" in body and "HTTP 502" in body
+    assert "&lt;b&gt;bad gateway&lt;/b&gt;" in body
+    response = client.post(f"/runs/{event_id}/export/retry", data={"csrf_token": csrf, "destination": "hook-1"})
+    assert response.status_code == 303
+    body = text(client.get(f"/runs/{event_id}"))
+    assert "Export queued again." in body and ">pending<" in body
