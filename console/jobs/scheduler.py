@@ -169,7 +169,8 @@ class JobScheduler:
             pass
         self.lock.release()
 
-    def _fire(self, name: str, scheduled_for: datetime, trigger: str = "schedule") -> None:
+    def _fire(self, name: str, scheduled_for: datetime | None = None, trigger: str = "schedule") -> None:
+        # scheduled_for comes from ClaimingExecutor (the firing's time) or a run-now request.
         if not self.is_leader:  # stepped down while the firing was queued
             return
         run_job(self.db, self.settings, name, scheduled_for, trigger)
