@@ -24,7 +24,7 @@ from .errors_domain import Invalid, NotFound
 from .models import agent_runs, audit_log, run_events
 from .records import run_values
 from .timeutil import format_utc, parse_timestamp, utcnow
-from .validation import STATUSES, CommitAssociation, RunCreate, RunUpdate, normalise_status
+from .validation import STATUSES, CommitAssociation, RunCreate, RunUpdate, in_storable_range, normalise_status
 
 c = agent_runs.c
 
@@ -124,7 +124,7 @@ def parse_status_filter(value: str) -> str:
 def parse_time_filter(name: str, value: str) -> datetime:
     """A lenient filter time (date, naive = UTC), or Invalid."""
     try:
-        return parse_timestamp(value, require_zone=False)
+        return in_storable_range(parse_timestamp(value, require_zone=False))
     except (ValueError, TypeError, OverflowError):
         raise Invalid(f"invalid {name} {value!r}: use ISO 8601, e.g. 2026-01-12 or 2026-01-12T10:30:00Z") from None
 

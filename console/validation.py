@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -74,16 +74,30 @@ def _json_document(value: Any) -> Any:
     return value
 
 
+# Years outside this range do not survive the fixed text form (which sorts as text).
+MIN_YEAR, MAX_YEAR = 1000, 9998
+
+
+def in_storable_range(value: datetime) -> datetime:
+    """`value`, or ValueError when its UTC year cannot be stored in the fixed form."""
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"timestamp out of range: the year must be between {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
 def _aware_timestamp(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return parse_timestamp(value, require_zone=True)
-        except ValueError as exc:
+            return in_storable_range(parse_timestamp(value, require_zone=True))
+        except (ValueError, OverflowError) as exc:
             raise ValueError(f"invalid timestamp: {exc}") from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp must include a timezone")
-        return value
+        try:
+            return in_storable_range(value.astimezone(UTC))
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
     raise ValueError("timestamp must be an ISO 8601 string with a timezone")
 
 

@@ -63,7 +63,7 @@ def test_q_matches_event_id(client, three_runs):
 
 
 @pytest.mark.parametrize("query", ["status=exploded", "created_before=garbage", "created_after=2026-13-01",
-                                   "start_time_from=yesterday", "start_time_to=2026-01-01Tnope", "cursor=%%%"])
+                                   "start_time_from=yesterday", "created_after=0999-01-01", "start_time_to=2026-01-01Tnope", "cursor=%%%"])
 def test_bad_status_time_or_cursor_is_400(client, query):
     response = client.get(f"/api/v1/runs?{query}")
     assert response.status_code == 400

@@ -53,3 +53,9 @@ def test_commit_hash_length_is_7_to_40_any_characters():
     for bad in ("abcdef", "a" * 41):
         with pytest.raises(ValidationError):
             CommitAssociation.model_validate({"commit_hash": bad, "commit_source": "manual"})
+
+
+@pytest.mark.parametrize("moment", ["0999-12-31T23:00:00Z", "9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"])
+def test_times_that_cannot_be_stored_in_the_fixed_form_are_refused(moment):
+    with pytest.raises(ValidationError):
+        RunCreate.model_validate({**BASE, "start_time": moment})
