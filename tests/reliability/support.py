@@ -81,7 +81,7 @@ def telemetry_cli(base: Path, url: str, *args: str, timeout: float = 180) -> sub
 
 def sqlite_rows(path: Path | str, sql: str, params: tuple = ()) -> list[tuple]:
     """Read the console's SQLite file directly, as people do with `sqlite3`."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(str(path), timeout=30)  # read-write: a hot journal left by a kill gets rolled back
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -109,3 +109,21 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def store_rows(env: dict[str, str], sql: str, params: dict | None = None) -> list[tuple]:
+    """Run one read query on the console's store, SQLite or PostgreSQL, from outside the console."""
+    if env.get("TELEMETRY_DB_PATH"):
+        conn = sqlite3.connect(env["TELEMETRY_DB_PATH"], timeout=30)
+        try:
+            return conn.execute(sql, params or {}).fetchall()
+        finally:
+            conn.close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(env["TELEMETRY_DATABASE_URL"], poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params or {})]
+    finally:
+        engine.dispose()
