@@ -82,7 +82,7 @@ def on_unavailable(exc: DatabaseUnavailable):
 
 def init_app(app: Flask) -> None:
     """Register the pages, their filters and the login/CSRF plumbing."""
-    from . import agents, auth_views, run_detail, runs, stale  # noqa: F401  (register views)
+    from . import agents, auth_views, jobs, run_detail, runs, stale  # noqa: F401  (register views)
 
     HTMX(app)
     formatting.register(app)

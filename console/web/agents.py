@@ -1,4 +1,4 @@
-"""Agents overview (from the rollups, via console.stats), and the Jobs placeholder."""
+"""Agents overview (from the rollups, via console.stats)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,3 @@ def agents_page():
                 "chart": daily_chart((month.get(name) or {}).get("buckets", []), days=CHART_DAYS, today=now),
             })
     return page("agents.html", agents=agents, statuses=STATUSES, chart_days=CHART_DAYS)
-
-
-@web_bp.get("/jobs", endpoint="jobs")
-def jobs_page():
-    return page("jobs.html")

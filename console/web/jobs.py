@@ -1,0 +1,46 @@
+"""The Jobs page: each scheduled job with its next run, last outcome and "run now"."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, url_for
+
+from .. import web_auth
+from ..jobs import history
+from ..jobs.scheduler import ALL_JOBS, configured_jobs
+from . import web_bp
+from .render import render, wants_partial
+
+
+def _db():
+    return current_app.extensions["telemetry_db"]
+
+
+def jobs_context() -> dict:
+    """What the page and its partial show (the leader writes next runs; any worker reads them)."""
+    settings = current_app.config["SETTINGS"]
+    schedules = configured_jobs(settings)
+    with _db().read() as session:
+        jobs = history.list_jobs(session, list(schedules))
+        recent = history.recent_runs(session, limit=25)
+    for job in jobs:
+        job["schedule"] = schedules.get(job["job"])
+    return {"jobs": jobs, "recent": recent}
+
+
+@web_bp.get("/jobs", endpoint="jobs")
+def jobs_page():
+    """Every job: schedule, next run, last run and outcome; the recent history."""
+    return render("jobs.html", "_jobs.html", **jobs_context())
+
+
+@web_bp.post("/jobs/<name>/run", endpoint="jobs_run_now")
+def jobs_run_now(name: str):
+    """Record a "run now" request; the leader picks it up within a second or two."""
+    if name not in ALL_JOBS:
+        abort(404)
+    actor = f"operator:{web_auth.current_user() or 'console'}"
+    _db().write(lambda s: history.request_run(s, name, actor))
+    if wants_partial():
+        return render("jobs.html", "_jobs.html", requested=name, **jobs_context())
+    flash(f"{name} will run within a few seconds.", "ok")
+    return redirect(url_for("web.jobs"), 303)
