@@ -70,6 +70,8 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
         cursor.execute(f"PRAGMA journal_mode = {settings.db_journal_mode}")
         cursor.execute(f"PRAGMA synchronous = {settings.db_synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # Triggers (rollup marks, search index) need statement journals: keep them in memory.
+        cursor.execute("PRAGMA temp_store = MEMORY")
         cursor.close()
 
     @event.listens_for(engine, "begin")

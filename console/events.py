@@ -78,8 +78,9 @@ def _save_life(session: Session, row: Mapping[str, Any], changes: dict[str, Any]
     if not changes:
         return
     changes["updated_at"] = now
-    session.execute(update(agent_runs).where(agent_runs.c.id == row["id"]).values(**changes))
-    rollups.record_changes(session, [(row, {**row, **changes})])
+    with rollups.own_writes(session):
+        session.execute(update(agent_runs).where(agent_runs.c.id == row["id"]).values(**changes))
+        rollups.record_changes(session, [(row, {**row, **changes})])
 
 
 def add_events(

@@ -9,6 +9,7 @@ start still ends the run.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session
 from . import rollups
 from .models import COUNTERS, agent_runs, ingested_lines, run_events
 from .stale import TERMINAL, may_end, sign_of_life
-from .timeutil import utcnow
+from .timeutil import format_utc, utcnow
+from .types import JSONDocument, UTCDateTime
 from .validation import (
     CommitAssociation,
     Identifier,
@@ -135,16 +137,27 @@ def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any
     return good, rejected
 
 
-def ingest(session: Session, document: Sequence[Any], *, now: Optional[datetime] = None) -> IngestResult:
-    """Apply a batch of spool lines in the session's transaction."""
+def ingest(
+    session: Session,
+    document: Optional[Sequence[Any]] = None,
+    *,
+    parsed: Optional[tuple[list[Line], list[dict[str, Any]]]] = None,
+    now: Optional[datetime] = None,
+) -> IngestResult:
+    """Apply a batch of spool lines in the session's transaction.
+
+    Pass `parsed=parse_lines(document)` to validate before the transaction starts
+    (the API does: parsing is most of the work, and need not hold the write lock).
+    """
     now = now or utcnow()
-    lines, rejected = parse_lines(document)
-    result = IngestResult(rejected=rejected)
-    fresh, result.duplicates = _claim(session, lines, now)
-    result.accepted = len(fresh)
-    if fresh:
-        _apply(session, fresh, now)
-    _count(session, result)
+    lines, rejected = parsed if parsed is not None else parse_lines(document or [])
+    result = IngestResult(rejected=list(rejected))
+    with rollups.own_writes(session):
+        fresh, result.duplicates = _claim(session, lines, now)
+        result.accepted = len(fresh)
+        if fresh:
+            _apply(session, fresh, now)
+        _count(session, result)
     return result
 
 
@@ -155,17 +168,33 @@ def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[list[Lin
         first.setdefault(line.envelope.id, line)
     if not first:
         return [], len(lines)
-    claimed: set[str] = set()
     ids = list(first)
-    for start in range(0, len(ids), 2000):
-        chunk = ids[start : start + 2000]
-        statement = (
-            _dialect_insert(session, ingested_lines)
-            .values([{"id": i, "received_at": now} for i in chunk])
-            .on_conflict_do_nothing()
-            .returning(ingested_lines.c.id)
+    claimed: set[str] = set()
+    if session.get_bind().dialect.name == "postgresql":
+        # Concurrent claims of one id: the second waits for the first and gets nothing.
+        claimed.update(
+            session.execute(
+                text(
+                    "INSERT INTO ingested_lines (id, received_at) SELECT i, :now FROM unnest(CAST(:ids AS text[])) AS i "
+                    "ON CONFLICT DO NOTHING RETURNING id"
+                ),
+                {"ids": ids, "now": now},
+            ).scalars()
         )
-        claimed.update(session.execute(statement).scalars())
+    else:
+        # SQLite: this transaction holds the write lock, so read-then-insert cannot race.
+        seen: set[str] = set()
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            seen.update(session.execute(select(ingested_lines.c.id).where(ingested_lines.c.id.in_(chunk))).scalars())
+        new_ids = [i for i in ids if i not in seen]
+        if new_ids:
+            stamp = format_utc(now)
+            session.execute(
+                text("INSERT INTO ingested_lines (id, received_at) VALUES (:id, :at)"),
+                [{"id": i, "at": stamp} for i in new_ids],
+            )
+        claimed.update(new_ids)
     fresh = [line for line_id, line in first.items() if line_id in claimed]
     return fresh, len(lines) - len(fresh)
 
@@ -316,7 +345,7 @@ def write_runs(
 ) -> None:
     """Insert new runs and update changed ones (grouped by changed columns), then the rollups."""
     if inserts:
-        session.execute(insert(agent_runs), inserts)
+        _insert_runs(session, inserts)
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for old, new in updates:
         columns = tuple(sorted(k for k in new if k != "id" and new[k] != old.get(k)))
@@ -330,6 +359,36 @@ def write_runs(
         )
         session.execute(statement, params)
     rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
+
+
+_TIME_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, UTCDateTime))
+_JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, JSONDocument))
+_INSERT_SQL = f"INSERT INTO agent_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
+
+
+def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert new runs. SQLite: straight to the driver (SQLAlchemy's per-row work was
+    as costly as SQLite's own); values converted exactly as the column types do."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(insert(agent_runs), rows)
+        return
+    params = []
+    times: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
+    for row in rows:
+        values = []
+        for name in _RUN_COLUMNS:
+            value = row[name]
+            if value is not None:
+                if name in _TIME_COLUMNS:
+                    text_value = times.get(value)
+                    if text_value is None:
+                        text_value = times[value] = format_utc(value)
+                    value = text_value
+                elif name in _JSON_COLUMNS:
+                    value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            values.append(value)
+        params.append(tuple(values))
+    session.connection().exec_driver_sql(_INSERT_SQL, params)
 
 
 def _count(session: Session, result: IngestResult) -> None:

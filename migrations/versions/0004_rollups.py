@@ -32,6 +32,11 @@ def _time(sqlite: bool) -> sa.types.TypeEngine:
     return sa.Text() if sqlite else postgresql.TIMESTAMP(timezone=True)
 
 
+# The console's own transactions insert a row into rollup_guard (and delete it before
+# committing), so the triggers stay quiet for writes it accounts for itself.
+_UNGUARDED = "NOT EXISTS (SELECT 1 FROM rollup_guard)"
+
+
 def _mark(row: str) -> str:
     return (
         f"INSERT INTO rollup_dirty (hour, changes) VALUES ({_HOUR.format(row=row)}, 1) "
@@ -69,13 +74,18 @@ def upgrade() -> None:
         sa.Column("hour", _time(sqlite), primary_key=True),
         sa.Column("changes", sa.Integer, nullable=False, server_default="0"),
     )
+    op.create_table("rollup_guard", sa.Column("id", sa.Integer, primary_key=True))
     if sqlite:
         changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ROLLED_COLUMNS)
-        op.execute(f"CREATE TRIGGER rollup_dirty_insert AFTER INSERT ON agent_runs BEGIN {_mark('NEW')} END")
-        op.execute(f"CREATE TRIGGER rollup_dirty_delete AFTER DELETE ON agent_runs BEGIN {_mark('OLD')} END")
+        op.execute(
+            f"CREATE TRIGGER rollup_dirty_insert AFTER INSERT ON agent_runs WHEN {_UNGUARDED} BEGIN {_mark('NEW')} END"
+        )
+        op.execute(
+            f"CREATE TRIGGER rollup_dirty_delete AFTER DELETE ON agent_runs WHEN {_UNGUARDED} BEGIN {_mark('OLD')} END"
+        )
         op.execute(
             f"CREATE TRIGGER rollup_dirty_update AFTER UPDATE OF {', '.join(ROLLED_COLUMNS)} ON agent_runs "
-            f"WHEN {changed} BEGIN {_mark('OLD')} {_mark('NEW')} END"
+            f"WHEN {_UNGUARDED} AND ({changed}) BEGIN {_mark('OLD')} {_mark('NEW')} END"
         )
     # Existing rows (an adopted file): mark every hour dirty; the console's first
     # reconcile (or `python -m console rollups rebuild`) fills the tables.
@@ -87,6 +97,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name in ("rollup_dirty_insert", "rollup_dirty_delete", "rollup_dirty_update"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    op.drop_table("rollup_guard")
     op.drop_table("rollup_dirty")
     op.drop_index("idx_run_rollup_durations_agent_hour", table_name="run_rollup_durations")
     op.drop_table("run_rollup_durations")

@@ -1,7 +1,9 @@
-"""Free-text search over run_id, event_id and error_summary (the `q` filter).
+"""Free-text search over run_id and error_summary (the `q` filter; event_id by prefix).
 
 SQLite: an FTS5 table with the trigram tokenizer over agent_runs (external
-content, kept in sync by triggers). PostgreSQL: a pg_trgm GIN index on the same
+content, detail=none, kept in sync by triggers; event_id is left out: a UUID's
+trigrams would double the cost of every insert, and its unique index already
+answers a prefix). PostgreSQL: a pg_trgm GIN index on the same
 text (when the pg_trgm extension is available). console/search.py builds the
 filter that rides them.
 
@@ -19,35 +21,34 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-COLUMNS = "run_id, event_id, error_summary"
+COLUMNS = "run_id, error_summary"
 # Keep in step with console/search.py PG_SEARCH_TEXT.
-PG_SEARCH_TEXT = "(coalesce(run_id, '') || ' ' || coalesce(event_id, '') || ' ' || coalesce(error_summary, ''))"
+PG_SEARCH_TEXT = "(coalesce(run_id, '') || ' ' || coalesce(error_summary, ''))"
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
             f"CREATE VIRTUAL TABLE runs_search USING fts5({COLUMNS}, content='agent_runs', "
-            "content_rowid='id', tokenize='trigram')"
+            "content_rowid='id', tokenize='trigram', detail=none)"
         )
         op.execute(
             "CREATE TRIGGER runs_search_insert AFTER INSERT ON agent_runs BEGIN "
-            f"INSERT INTO runs_search (rowid, {COLUMNS}) VALUES (NEW.id, NEW.run_id, NEW.event_id, NEW.error_summary); "
+            f"INSERT INTO runs_search (rowid, {COLUMNS}) VALUES (NEW.id, NEW.run_id, NEW.error_summary); "
             "END"
         )
         op.execute(
             "CREATE TRIGGER runs_search_delete AFTER DELETE ON agent_runs BEGIN "
             f"INSERT INTO runs_search (runs_search, rowid, {COLUMNS}) "
-            "VALUES ('delete', OLD.id, OLD.run_id, OLD.event_id, OLD.error_summary); "
+            "VALUES ('delete', OLD.id, OLD.run_id, OLD.error_summary); "
             "END"
         )
         op.execute(
             f"CREATE TRIGGER runs_search_update AFTER UPDATE OF {COLUMNS} ON agent_runs "
-            "WHEN NEW.run_id IS NOT OLD.run_id OR NEW.event_id IS NOT OLD.event_id "
-            "OR NEW.error_summary IS NOT OLD.error_summary BEGIN "
+            "WHEN NEW.run_id IS NOT OLD.run_id OR NEW.error_summary IS NOT OLD.error_summary BEGIN "
             f"INSERT INTO runs_search (runs_search, rowid, {COLUMNS}) "
-            "VALUES ('delete', OLD.id, OLD.run_id, OLD.event_id, OLD.error_summary); "
-            f"INSERT INTO runs_search (rowid, {COLUMNS}) VALUES (NEW.id, NEW.run_id, NEW.event_id, NEW.error_summary); "
+            "VALUES ('delete', OLD.id, OLD.run_id, OLD.error_summary); "
+            f"INSERT INTO runs_search (rowid, {COLUMNS}) VALUES (NEW.id, NEW.run_id, NEW.error_summary); "
             "END"
         )
         op.execute("INSERT INTO runs_search (runs_search) VALUES ('rebuild')")
