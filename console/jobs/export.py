@@ -40,6 +40,9 @@ from .tables import export_destinations, export_state
 log = logging.getLogger("console.jobs.export")
 
 RETRY_DELAYS = (1, 2, 4)
+# A run quiet for this long, neither running nor pending, is settled: the scan
+# watermark may pass it (ids are not allocated in commit order on PostgreSQL).
+SETTLED_AFTER = timedelta(minutes=10)
 RETRYABLE_STATUS = {408, 429}
 BATCH = 200
 
@@ -104,9 +107,10 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
     keys = [d.key for d in dests]
     for dest in dests:
         with db.read() as session:
-            since = session.execute(sa.select(export_destinations.c.since)
-                                    .where(export_destinations.c.destination == dest.key)).scalar_one()
-            candidates = _candidates(session, dest.key, since, clock(), limit)
+            since, scan_from = session.execute(
+                sa.select(export_destinations.c.since, export_destinations.c.scan_from_id)
+                .where(export_destinations.c.destination == dest.key)).one()
+            candidates = _candidates(session, dest.key, since, scan_from, clock(), limit)
         for event_id in candidates:
             if not db.write(lambda s, e=event_id, k=dest.key: claim_attempt(s, e, k, clock(), hold)):
                 continue
@@ -123,6 +127,8 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
             if state in ("rejected", "gave_up"):
                 log.warning("export of run %s to %s: %s (%s %s)", event_id, dest.label, state, result.status,
                             result.error)
+        if len(candidates) < limit:  # the scan reached the end: move the watermark up
+            db.write(lambda s, k=dest.key, f=scan_from: advance_watermark(s, k, f, clock()))
     return counts
 
 
@@ -131,21 +137,31 @@ def register_destinations(session: Session, dests: list[Destination], now: datet
     known = set(session.execute(sa.select(export_destinations.c.destination)).scalars())
     for dest in dests:
         if dest.key not in known:
+            # Runs to come, and those running now, may end after this moment: scan from the first of them.
+            first_open = session.execute(
+                sa.select(sa.func.min(agent_runs.c.id)).where(agent_runs.c.status == "running")).scalar()
+            after_last = (session.execute(sa.select(sa.func.max(agent_runs.c.id))).scalar() or 0) + 1
             session.execute(export_destinations.insert().values(
                 destination=dest.key, kind=dest.kind, label=dest.label, first_configured_at=now,
-                since=None if backfill else now))
+                since=None if backfill else now,
+                scan_from_id=0 if backfill else min(first_open or after_last, after_last)))
         elif backfill:
             session.execute(export_destinations.update().where(export_destinations.c.destination == dest.key)
-                            .values(since=None))
+                            .values(since=None, scan_from_id=0))
 
 
-def _candidates(session: Session, key: str, since: datetime | None, now: datetime, limit: int) -> list[str]:
+def _joined(key: str):
+    return agent_runs.outerjoin(export_state, sa.and_(export_state.c.event_id == agent_runs.c.event_id,
+                                                      export_state.c.destination == key))
+
+
+def _candidates(session: Session, key: str, since: datetime | None, scan_from: int, now: datetime,
+                limit: int) -> list[str]:
     state = export_state
     query = (
         sa.select(agent_runs.c.event_id)
-        .select_from(agent_runs.outerjoin(state, sa.and_(state.c.event_id == agent_runs.c.event_id,
-                                                         state.c.destination == key)))
-        .where(agent_runs.c.status != "running")
+        .select_from(_joined(key))
+        .where(agent_runs.c.id >= scan_from, agent_runs.c.status != "running")
         .where(sa.or_(state.c.event_id.is_(None),
                       sa.and_(state.c.state == "pending",
                               sa.or_(state.c.claimed_until.is_(None), state.c.claimed_until < now))))
@@ -157,6 +173,24 @@ def _candidates(session: Session, key: str, since: datetime | None, now: datetim
         query = query.where(sa.func.coalesce(agent_runs.c.end_time, agent_runs.c.updated_at) >= since,
                             sa.func.coalesce(agent_runs.c.api_posted, 0) == 0)
     return list(session.execute(query).scalars())
+
+
+def advance_watermark(session: Session, key: str, scan_from: int, now: datetime) -> int:
+    """Move the destination's scan start past every settled run; return the new start."""
+    quiet_since = now - SETTLED_AFTER
+    low = session.execute(
+        sa.select(sa.func.min(agent_runs.c.id)).select_from(_joined(key))
+        .where(agent_runs.c.id >= scan_from,
+               sa.or_(agent_runs.c.status == "running", export_state.c.state == "pending",
+                      agent_runs.c.updated_at >= quiet_since))
+    ).scalar()
+    if low is None:
+        low = (session.execute(sa.select(sa.func.max(agent_runs.c.id))).scalar() or scan_from - 1) + 1
+    low = max(low, scan_from)
+    session.execute(export_destinations.update().where(export_destinations.c.destination == key,
+                                                       export_destinations.c.scan_from_id < low)
+                    .values(scan_from_id=low))
+    return low
 
 
 def claim_attempt(session: Session, event_id: str, key: str, now: datetime, hold: timedelta) -> bool:
@@ -286,4 +320,11 @@ def retry_export(session: Session, event_id: str, destination: str | None = None
                                         export_state.c.state.in_(("rejected", "gave_up", "pending")))
     if destination:
         query = query.where(export_state.c.destination == destination)
-    return session.execute(query.values(state="pending", attempts=0, claimed_until=None)).rowcount
+    count = session.execute(query.values(state="pending", attempts=0, claimed_until=None)).rowcount
+    if count:  # the scan must reach this run again
+        run_id = session.execute(sa.select(agent_runs.c.id).where(agent_runs.c.event_id == event_id)).scalar()
+        lower = export_destinations.update().where(export_destinations.c.scan_from_id > run_id)
+        if destination:
+            lower = lower.where(export_destinations.c.destination == destination)
+        session.execute(lower.values(scan_from_id=run_id))
+    return count

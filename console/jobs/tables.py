@@ -42,6 +42,7 @@ export_destinations = Table(
     Column("label", Text, nullable=False),
     Column("first_configured_at", UTCDateTime, nullable=False),
     Column("since", UTCDateTime),
+    Column("scan_from_id", Integer, nullable=False, server_default="0"),
 )
 
 export_state = Table(

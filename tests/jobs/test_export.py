@@ -213,3 +213,43 @@ def test_a_claimed_attempt_is_not_posted_twice(db, make_settings, hook):
     # While another process holds the claim, a pass skips the run.
     export.export_pending(db, settings, now=t0 + timedelta(seconds=2))
     assert hook.requests == []
+
+
+def test_the_scan_watermark_passes_settled_runs_only(db, make_settings, hook):
+    settings = make_settings(TELEMETRY_EXPORT_WEBHOOK_URLS=hook.url)
+    t0 = utcnow()
+    before = run_row(run_id="before", created_at=t0 - timedelta(hours=1))
+    open_run = run_row(run_id="open", status="running", created_at=t0 - timedelta(hours=1))
+    insert_runs(db, [before, open_run])
+    export.export_pending(db, settings, now=t0)
+    (dest,) = export.destinations(settings)
+
+    def watermark():
+        with db.read() as session:
+            return session.execute(sa.select(export.export_destinations.c.scan_from_id)).scalar_one()
+
+    def run_id_of(row):
+        with db.read() as session:
+            return session.execute(sa.select(agent_runs.c.id).where(
+                agent_runs.c.event_id == row["event_id"])).scalar_one()
+
+    assert watermark() == run_id_of(open_run)  # the run still open may end after the destination appeared
+    # It ends later; later runs arrive; one is rejected.
+    db.write(lambda s: s.execute(agent_runs.update().where(agent_runs.c.event_id == open_run["event_id"]).values(
+        status="success", end_time=t0 + timedelta(seconds=5), updated_at=t0 + timedelta(seconds=5))))
+    rows = [run_row(run_id=n, created_at=t0 + timedelta(seconds=6)) for n in ("a", "b")]
+    insert_runs(db, rows)
+    hook.scripts["b"] = [400]
+    export.export_pending(db, settings, now=t0 + timedelta(seconds=10))
+    assert sorted(r["run_id"] for r in hook.requests) == ["a", "b", "open"]
+    assert watermark() == run_id_of(open_run)  # everything is too recent to be settled
+    export.export_pending(db, settings, now=utcnow() + timedelta(minutes=11))
+    assert watermark() == run_id_of(rows[1]) + 1  # all settled: the next scan starts after the last run
+    assert len(hook.requests) == 3
+
+    # "Retry now" on the rejected run brings the scan back to it.
+    hook.scripts["b"] = [200]
+    assert db.write(lambda s: export.retry_export(s, rows[1]["event_id"], dest.key)) == 1
+    assert watermark() == run_id_of(rows[1])
+    export.export_pending(db, settings, now=utcnow() + timedelta(minutes=12))
+    assert states(db, rows[1]["event_id"])[0][0]["state"] == "posted"
