@@ -72,3 +72,35 @@ def capped_status_counts(
             counts[row_status] = n
     return counts, total >= cap
 
+
+
+def _since_param(session: Session, since: datetime) -> Any:
+    return format_utc(since) if session.get_bind().dialect.name == "sqlite" else since
+
+
+def status_counts_by_agent(session: Session, since: datetime) -> dict[str, dict[str, int]]:
+    """Runs per agent and status since the hour `since`, from the rollups (no duration histograms)."""
+    out: dict[str, dict[str, int]] = {}
+    rows = session.execute(
+        text("SELECT agent_name, status, SUM(runs) FROM run_rollups WHERE hour >= :since "
+             "GROUP BY agent_name, status HAVING SUM(runs) <> 0"),
+        {"since": _since_param(session, since)},
+    )
+    for agent, status, n in rows:
+        out.setdefault(agent, {})[status] = int(n)
+    return out
+
+
+def daily_counts_by_agent(session: Session, since: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Per agent, runs per UTC day and status since `since` ({"start", "counts"} buckets), from the rollups."""
+    day = "substr(hour, 1, 10)" if session.get_bind().dialect.name == "sqlite" else "date_trunc('day', hour, 'UTC')"
+    out: dict[str, dict[Any, dict[str, int]]] = {}
+    rows = session.execute(
+        text(f"SELECT agent_name, {day} AS day, status, SUM(runs) FROM run_rollups WHERE hour >= :since "
+             f"GROUP BY agent_name, day, status HAVING SUM(runs) <> 0"),
+        {"since": _since_param(session, since)},
+    )
+    for agent, start, status, n in rows:
+        out.setdefault(agent, {}).setdefault(start, {})[status] = int(n)
+    return {agent: [{"start": start, "counts": counts} for start, counts in sorted(days.items())]
+            for agent, days in out.items()}
