@@ -58,6 +58,14 @@ def protect_forms():
     web_auth.check_csrf()
 
 
+@web_bp.after_request
+def no_shared_caching(response):
+    # Pages carry a CSRF token and maybe a login: never from a shared or back-forward cache.
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 @web_bp.errorhandler(NotFound)
 def on_not_found(exc: NotFound):
     return page("404.html", 404, detail=exc.detail)

@@ -106,6 +106,7 @@ def test_pages_carry_the_strict_csp_and_no_inline_code(client, make_run):
     for path in ("/", "/?q=x", f"/runs/{event_id}", f"/runs/{event_id}/delete", "/stale", "/agents", "/jobs"):
         response = client.get(path)
         assert response.headers["Content-Security-Policy"] == "default-src 'self'; frame-ancestors 'none'", path
+        assert response.headers["Cache-Control"] == "no-store", path
         body = text(response)
         assert not re.search(r"<script(?![^>]*\bsrc=)", body), path
         assert not re.search(r"\sstyle=|\son[a-z]+=|hx-on|js:", body), path
