@@ -25,6 +25,17 @@ def init_app(app: Flask) -> None:
         g.request_id = (request.headers.get("X-Request-ID") or "")[:128] or uuid.uuid4().hex
 
     @app.before_request
+    def refuse_nul_in_url():
+        # PostgreSQL cannot hold U+0000 in text: a NUL in a path or filter would be a
+        # 500 from the driver. No stored value can contain one, so refuse it up front.
+        if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in request.query_string:
+            detail = "the URL contains a NUL character (%00), which no stored value can contain"
+            if wants_json():
+                return error_response(400, detail)
+            return app.response_class(detail, status=400, mimetype="text/plain")
+        return None
+
+    @app.before_request
     def refuse_oversized_body():
         length = request.content_length
         if length is not None and length > settings.max_body_bytes:
