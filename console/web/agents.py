@@ -36,10 +36,14 @@ def agents_page():
     with _db().read() as session:
         names = runs.distinct_values(session, "agent_name")
         # Counts alone come straight from the hourly rollups; only the 7-day block
-        # needs the duration histograms (p50 / p95), so only it goes through stats.
+        # needs the duration histograms (p50 / p95), so only it goes through stats —
+        # one agent at a time, which rides the (agent_name, hour) index (measured at
+        # 1M runs / 20 agents: 20 calls ≈ 90 ms, one call for all agents ≈ 300-500 ms).
         hour = now.replace(minute=0, second=0, microsecond=0)
         day = web_queries.status_counts_by_agent(session, hour - timedelta(hours=24))
-        week = stats.run_stats(session, since=now - timedelta(days=7), now=now)["agents"]
+        week = {}
+        for name in names:
+            week.update(stats.run_stats(session, agent_name=name, since=now - timedelta(days=7), now=now)["agents"])
         first_day = hour.replace(hour=0) - timedelta(days=CHART_DAYS - 1)
         month = web_queries.daily_counts_by_agent(session, first_day)
         agents = []
