@@ -25,7 +25,19 @@ def run_values(record: RunCreate, now: datetime | None = None) -> dict[str, Any]
     values["updated_at"] = now
     values["schema_version"] = 7
     values["last_seen_at"] = record.end_time or record.start_time if record.status != "running" else record.start_time
-    return {key: values.get(key) for key in RUN_COLUMNS if key != "id" and key in values}
+    return {key: values[key] for key in _value_columns(values)}
+
+
+_VALUE_COLUMNS: dict[frozenset, list[str]] = {}
+
+
+def _value_columns(values: dict[str, Any]) -> list[str]:
+    """The table's columns present in `values`, in table order (cached per key set)."""
+    key = frozenset(values)
+    columns = _VALUE_COLUMNS.get(key)
+    if columns is None:
+        columns = _VALUE_COLUMNS[key] = [name for name in RUN_COLUMNS if name != "id" and name in values]
+    return columns
 
 
 def run_to_dict(row: Mapping[str, Any], git_hosts: tuple = ()) -> dict[str, Any]:

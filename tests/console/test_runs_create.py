@@ -167,3 +167,15 @@ def test_postgres_holds_timestamptz(client, db):
                                 {"e": body["event_id"]}).scalar()
     assert kind == "timestamp with time zone"
     assert start.utcoffset() is not None and start.isoformat().startswith("2026-01-12T10:30:00")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_file_holds_json_text_and_utc_text_from_both_write_paths(client, settings):
+    single = post_run(client, metrics_json="plain text", context_json={"k": "ü"}, end_time="2026-01-12T12:00:00+02:00")
+    batch = run_body(metrics_json="plain text", context_json={"k": "ü"}, end_time="2026-01-12T12:00:00+02:00")
+    assert client.post("/api/v1/runs/batch", json=[batch]).status_code == 201
+    conn = sqlite3.connect(settings.db_path)
+    rows = conn.execute("SELECT metrics_json, context_json, end_time FROM agent_runs WHERE event_id IN (?, ?)",
+                        (single["event_id"], batch["event_id"])).fetchall()
+    conn.close()
+    assert rows == [('"plain text"', '{"k":"ü"}', "2026-01-12T10:00:00.000000+00:00")] * 2
