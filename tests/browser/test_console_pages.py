@@ -160,3 +160,17 @@ def test_agents_and_jobs_pages_render(server, page):
     page.get_by_role("link", name="Jobs").click()
     page.wait_for_url(server.url + "/jobs")
     assert page.locator("h1").inner_text() == "Jobs"
+
+
+def test_polling_pauses_while_the_tab_is_hidden_and_catches_up_when_shown(server, page):
+    post_runs(server, [run_record(agent_name="hidden-tab", run_id="hidden-first")])
+    page.goto(server.url + "/?agent=hidden-tab")
+    page.evaluate("""() => {
+        window.__hidden = true;
+        Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => window.__hidden ? 'hidden' : 'visible'});
+    }""")
+    post_runs(server, [run_record(agent_name="hidden-tab", run_id="hidden-later")])
+    page.wait_for_timeout(6_500)  # more than one polling period
+    assert page.locator("#runs-body tr", has_text="hidden-later").count() == 0
+    page.evaluate("() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); }")
+    page.locator("#runs-body tr", has_text="hidden-later").wait_for(timeout=2_000)

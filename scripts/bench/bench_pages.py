@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Server time of the console pages with many runs stored (default 1,000,000, SQLite).
+
+Fills a database once (kept at --db, reused on the next run), then renders each page
+through the WSGI app (Flask test client: the whole server-side path, no network) and
+prints p50 / p95 / max in milliseconds.
+
+    .venv/bin/python scripts/bench/bench_pages.py --runs 1000000 --db build/bench/pages.sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from console import create_app, migrate, runs, stats  # noqa: E402
+from console.settings import load_settings  # noqa: E402
+from console.validation import RunCreate  # noqa: E402
+
+AGENTS = [f"agent-{i:02d}" for i in range(20)]
+JOBS = ["crawl", "index", "review", "export", "load", "sync"]
+STATUSES = ["success"] * 16 + ["failure", "failure", "partial", "timeout", "cancelled"]
+
+
+def fill(app, total: int, batch: int = 5000) -> None:
+    db = app.extensions["telemetry_db"]
+    with db.read() as session:
+        have = sum(sum(c.values()) for c in stats.totals_by_agent(session).values())
+    if have >= total:
+        print(f"database holds {have:,} runs already")
+        return
+    rng = random.Random(1)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    for first in range(have, total, batch):
+        records = []
+        for n in range(first, min(total, first + batch)):
+            # Spread over 60 days, oldest first, so created_at grows with n.
+            start = now - timedelta(seconds=(total - n) * 60 * 86400 / total)
+            status = "running" if n > total - 50 else rng.choice(STATUSES)
+            records.append(RunCreate.model_validate({
+                "event_id": f"bench-{n:08d}", "run_id": f"run-{n:08d}", "agent_name": rng.choice(AGENTS),
+                "job_type": rng.choice(JOBS), "start_time": start, "created_at": start,
+                "end_time": None if status == "running" else start + timedelta(seconds=90),
+                "status": status, "duration_ms": 0 if status == "running" else rng.randint(1000, 900_000),
+                "error_summary": f"Error {n % 977}: something broke" if status == "failure" else None,
+            }))
+        db.write(lambda s, records=records: runs.create_runs(s, records))
+        done = min(total, first + batch)
+        if done % 100_000 < batch:
+            print(f"  {done:,} runs ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def measure(client, path: str, repeat: int) -> tuple[float, float, float, int]:
+    client.get(path)  # warm caches and the statement cache
+    times = []
+    status = 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+        status = response.status_code
+    times.sort()
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    return statistics.median(times), p95, times[-1], status
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--db", default=str(ROOT / "build" / "bench" / "pages.sqlite"))
+    parser.add_argument("--repeat", type=int, default=20)
+    options = parser.parse_args()
+    Path(options.db).parent.mkdir(parents=True, exist_ok=True)
+    settings = load_settings({"TELEMETRY_DB_PATH": options.db, "TELEMETRY_SECRET_KEY": "bench"})
+    migrate.upgrade(settings)
+    app = create_app(settings, {"TESTING": True})
+    fill(app, options.runs)
+    client = app.test_client()
+    with app.extensions["telemetry_db"].read() as session:
+        newest, cursor = runs.list_runs(session, runs.RunFilters(), limit=50)
+    paths = [
+        "/", "/?agent=agent-07", "/?status=failure", "/?job_type=review", "/?range=24h",
+        "/?agent=agent-07&status=failure&range=7d", f"/?cursor={cursor}", "/?q=run-0099",
+        "/runs/counts?q=run-0099", "/runs/counts?job_type=review", f"/runs/{newest[0]['event_id']}",
+        "/stale", "/agents",
+    ]
+    print(f"\n{'page':48} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  status")
+    for path in paths:
+        p50, p95, worst, status = measure(client, path, options.repeat)
+        print(f"{path[:48]:48} {p50:8.1f} {p95:8.1f} {worst:8.1f}  {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
