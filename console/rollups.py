@@ -167,50 +167,69 @@ def record_changes(session: Session, changes: Iterable[Change]) -> None:
     apply_delta(session, delta)
 
 
+SUM_COLUMNS = ("runs", "duration_ms_sum", *ITEM_COLUMNS)
+# table: (key columns, summed columns)
+TABLES = {
+    "run_rollups": (("hour", "agent_name", "status"), SUM_COLUMNS),
+    "run_rollup_durations": (("hour", "agent_name", "status", "bucket"), ("runs",)),
+    "run_rollup_days": (("day", "agent_name", "status"), SUM_COLUMNS),
+    "run_rollup_day_durations": (("day", "agent_name", "bucket"), ("runs",)),
+    "run_rollup_totals": (("agent_name", "status"), SUM_COLUMNS),
+    "run_rollup_total_durations": (("agent_name", "bucket"), ("runs",)),
+}
+
+
+def _upsert(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    keys, sums = TABLES[table]
+    columns = (*keys, *sums)
+    session.execute(
+        text(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+        ),
+        rows,
+    )
+
+
+def grains(delta: _Delta) -> dict[str, dict[tuple, list[int]]]:
+    """The delta at every grain: table → {key tuple (in TABLES order): summed values}."""
+    out: dict[str, dict[tuple, list[int]]] = {name: {} for name in TABLES}
+
+    def add(table: str, key: tuple, values: Sequence[int]) -> None:
+        target = out[table].setdefault(key, [0] * len(values))
+        for i, v in enumerate(values):
+            target[i] += v
+
+    for (agent, status, hour), values in delta.groups.items():
+        if any(values):
+            add("run_rollups", (hour, agent, status), values)
+            add("run_rollup_days", (hour.replace(hour=0), agent, status), values)
+            add("run_rollup_totals", (agent, status), values)
+    for (agent, status, hour, bucket), n in delta.buckets.items():
+        if n:
+            add("run_rollup_durations", (hour, agent, status, bucket), [n])
+            add("run_rollup_day_durations", (hour.replace(hour=0), agent, bucket), [n])
+            add("run_rollup_total_durations", (agent, bucket), [n])
+    return {table: {k: v for k, v in groups.items() if any(v)} for table, groups in out.items()}
+
+
 def apply_delta(session: Session, delta: _Delta) -> None:
-    """Write an aggregated delta: one upsert per group and bucket."""
+    """Write an aggregated delta: one upsert per group, at each grain (hour, day, all time)."""
     dialect = session.get_bind().dialect.name
-    groups = [
-        {
-            "agent_name": agent,
-            "status": status,
-            "hour": _period(hour, dialect),
-            "runs": v[0],
-            "duration_ms_sum": v[1],
-            **{name: v[2 + i] for i, name in enumerate(ITEM_COLUMNS)},
-        }
-        for (agent, status, hour), v in delta.groups.items()
-        if any(v)
-    ]
-    if groups:
-        session.execute(
-            text(
-                "INSERT INTO run_rollups (agent_name, status, hour, runs, duration_ms_sum, "
-                + ", ".join(ITEM_COLUMNS)
-                + ") VALUES (:agent_name, :status, :hour, :runs, :duration_ms_sum, "
-                + ", ".join(f":{n}" for n in ITEM_COLUMNS)
-                + ") ON CONFLICT (hour, agent_name, status) DO UPDATE SET "
-                "runs = run_rollups.runs + excluded.runs, "
-                "duration_ms_sum = run_rollups.duration_ms_sum + excluded.duration_ms_sum, "
-                + ", ".join(f"{n} = run_rollups.{n} + excluded.{n}" for n in ITEM_COLUMNS)
-            ),
-            groups,
-        )
-    buckets = [
-        {"agent_name": agent, "status": status, "hour": _period(hour, dialect), "bucket": bucket, "runs": n}
-        for (agent, status, hour, bucket), n in delta.buckets.items()
-        if n
-    ]
-    if buckets:
-        session.execute(
-            text(
-                "INSERT INTO run_rollup_durations (agent_name, status, hour, bucket, runs) "
-                "VALUES (:agent_name, :status, :hour, :bucket, :runs) "
-                "ON CONFLICT (hour, agent_name, status, bucket) DO UPDATE SET "
-                "runs = run_rollup_durations.runs + excluded.runs"
-            ),
-            buckets,
-        )
+    for table, groups in grains(delta).items():
+        keys, sums = TABLES[table]
+        rows = []
+        for key, values in groups.items():
+            row = dict(zip(keys, key, strict=True))
+            for name in ("hour", "day"):
+                if name in row:
+                    row[name] = _period(row[name], dialect)
+            row.update(zip(sums, values, strict=True))
+            rows.append(row)
+        _upsert(session, table, rows)
     if dialect == "sqlite" and delta.touched_hours and not session.info.get("rollup_guarded"):
         _settle_dirty(session, delta.touched_hours)
 
@@ -252,14 +271,25 @@ def _bucket_expr(dialect: str) -> str:
     )
 
 
-def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+def _day_expr(dialect: str, column: str) -> str:
+    if dialect == "sqlite":
+        return f"substr({column}, 1, 10) || 'T00:00:00.000000+00:00'"
+    return f"date_trunc('day', {column}, 'UTC')"
+
+
+def _lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
         # Writers that started earlier commit first; later ones add their deltas after us.
-        session.execute(text("LOCK TABLE run_rollups, run_rollup_durations IN EXCLUSIVE MODE"))
+        session.execute(text("LOCK TABLE " + ", ".join(TABLES) + " IN EXCLUSIVE MODE"))
+
+
+def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
+    """Recompute the hour grain for the agent_runs rows matching `where` (on start_time)."""
+    dialect = session.get_bind().dialect.name
     hour = _hour_expr(dialect)
-    session.execute(text(f"DELETE FROM run_rollups WHERE {where.replace('start_time', 'hour')}"), params)
-    session.execute(text(f"DELETE FROM run_rollup_durations WHERE {where.replace('start_time', 'hour')}"), params)
+    hour_where = where.replace("start_time", "hour")
+    session.execute(text(f"DELETE FROM run_rollups WHERE {hour_where}"), params)
+    session.execute(text(f"DELETE FROM run_rollup_durations WHERE {hour_where}"), params)
     session.execute(
         text(
             "INSERT INTO run_rollups (hour, agent_name, status, runs, duration_ms_sum, "
@@ -279,23 +309,80 @@ def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
     )
 
 
+def _recompute_days(session: Session, where: str, params: dict[str, Any]) -> None:
+    """Recompute the day grain from the hour grain (`where` on column `day`)."""
+    dialect = session.get_bind().dialect.name
+    day = _day_expr(dialect, "hour")
+    hour_where = where.replace("day", "hour")
+    sums = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
+    session.execute(text(f"DELETE FROM run_rollup_days WHERE {where}"), params)
+    session.execute(text(f"DELETE FROM run_rollup_day_durations WHERE {where}"), params)
+    session.execute(
+        text(
+            f"INSERT INTO run_rollup_days (day, agent_name, status, {', '.join(SUM_COLUMNS)}) "
+            f"SELECT {day}, agent_name, status, {sums} FROM run_rollups WHERE {hour_where} GROUP BY 1, 2, 3"
+        ),
+        params,
+    )
+    session.execute(
+        text(
+            "INSERT INTO run_rollup_day_durations (day, agent_name, bucket, runs) "
+            f"SELECT {day}, agent_name, bucket, sum(runs) FROM run_rollup_durations WHERE {hour_where} "
+            "GROUP BY 1, 2, 3"
+        ),
+        params,
+    )
+
+
+def _recompute_totals(session: Session) -> None:
+    """Recompute the all-time grain from the day grain."""
+    sums = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
+    session.execute(text("DELETE FROM run_rollup_totals"))
+    session.execute(text("DELETE FROM run_rollup_total_durations"))
+    session.execute(
+        text(
+            f"INSERT INTO run_rollup_totals (agent_name, status, {', '.join(SUM_COLUMNS)}) "
+            f"SELECT agent_name, status, {sums} FROM run_rollup_days GROUP BY 1, 2"
+        )
+    )
+    session.execute(
+        text(
+            "INSERT INTO run_rollup_total_durations (agent_name, bucket, runs) "
+            "SELECT agent_name, bucket, sum(runs) FROM run_rollup_day_durations GROUP BY 1, 2"
+        )
+    )
+
+
 def rebuild(session: Session) -> int:
     """Recompute every rollup from agent_runs; returns the number of (agent, status, hour) groups."""
+    _lock(session)
     _recompute(session, "1 = 1", {})
+    _recompute_days(session, "1 = 1", {})
+    _recompute_totals(session)
     session.execute(text("DELETE FROM rollup_dirty"))
     return session.execute(text("SELECT count(*) FROM run_rollups")).scalar_one()
 
 
 def recompute_hours(session: Session, hours: Iterable[datetime]) -> None:
-    """Recompute the rollups of these hours from agent_runs."""
+    """Recompute the rollups of these hours from agent_runs (and their days, and the totals)."""
     dialect = session.get_bind().dialect.name
+    hours = sorted(set(hours))
+    if not hours:
+        return
+    _lock(session)
     for hour in hours:
-        end = hour + timedelta(hours=1)
         _recompute(
             session,
             "start_time >= :lo AND start_time < :hi",
-            {"lo": _period(hour, dialect), "hi": _period(end, dialect)},
+            {"lo": _period(hour, dialect), "hi": _period(hour + timedelta(hours=1), dialect)},
         )
+    for day in sorted({h.replace(hour=0) for h in hours}):
+        _recompute_days(
+            session,
+            "day >= :lo AND day < :hi",
+            {"lo": _period(day, dialect), "hi": _period(day + timedelta(days=1), dialect)},
+        )
+    _recompute_totals(session)
 
 
 def dirty_hours(session: Session, limit: int = 1000) -> list[datetime]:
@@ -352,23 +439,20 @@ def recompute_from_runs(session: Session) -> dict[str, dict]:
     columns = "agent_name, status, start_time, duration_ms, " + ", ".join(ITEM_COLUMNS)
     for row in session.execute(text(f"SELECT {columns} FROM agent_runs")).mappings():
         delta.add(row, +1)
-    groups = {(a, s, h): v for (a, s, h), v in delta.groups.items() if any(v)}
-    buckets = {k: n for k, n in delta.buckets.items() if n}
-    return {"groups": groups, "buckets": buckets}
+    return grains(delta)
 
 
 def stored_rollups(session: Session) -> dict[str, dict]:
     """The rollups as stored, in the shape of recompute_from_runs."""
-    groups = {}
-    for r in session.execute(text("SELECT * FROM run_rollups")).mappings():
-        values = [r["runs"], r["duration_ms_sum"], *(r[n] for n in ITEM_COLUMNS)]
-        if any(values):
-            groups[(r["agent_name"], r["status"], hour_of(r["hour"]))] = values
-    buckets = {}
-    for r in session.execute(text("SELECT * FROM run_rollup_durations")).mappings():
-        if r["runs"]:
-            buckets[(r["agent_name"], r["status"], hour_of(r["hour"]), r["bucket"])] = r["runs"]
-    return {"groups": groups, "buckets": buckets}
+    out: dict[str, dict] = {}
+    for table, (keys, sums) in TABLES.items():
+        groups = {}
+        for r in session.execute(text(f"SELECT * FROM {table}")).mappings():
+            values = [int(r[c]) for c in sums]
+            if any(values):
+                groups[tuple(hour_of(r[k]) if k in ("hour", "day") else r[k] for k in keys)] = values
+        out[table] = groups
+    return out
 
 
 def _command(settings, options) -> int:
@@ -386,8 +470,7 @@ def _command(settings, options) -> int:
         else:
             with db.read() as session:
                 expected, stored = recompute_from_runs(session), stored_rollups(session)
-            expected_groups = {k: list(v) for k, v in expected["groups"].items()}
-            if expected_groups == stored["groups"] and expected["buckets"] == stored["buckets"]:
+            if expected == stored:
                 print("rollups match agent_runs")
                 return 0
             print("rollups differ from agent_runs; run `python -m console rollups rebuild`")

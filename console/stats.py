@@ -32,12 +32,6 @@ def percentile(histogram: Mapping[int, int], fraction: float) -> Optional[int]:
     return None
 
 
-def _period_expr(dialect: str, bucket: str) -> str:
-    if dialect == "sqlite":
-        return "hour" if bucket == "hour" else "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'"
-    return "hour" if bucket == "hour" else "date_trunc('day', hour, 'UTC')"
-
-
 def _summary(
     counts: Mapping[str, int], items: Mapping[str, int], duration_sum: int, histogram: Mapping[int, int]
 ) -> dict[str, Any]:
@@ -64,38 +58,57 @@ def run_stats(
 ) -> dict[str, Any]:
     """Counts by status, success rate, p50/p95 duration, item sums and time buckets.
 
-    `since` is rounded down to its hour (the rollups' grain); default: 7 days ago.
+    `since` is rounded down to its hour (the rollups' finest grain); default: 7 days
+    ago. Whole days are read from the day grain, the hours before the first whole
+    day from the hour grain, so a long range reads a few thousand rows.
     """
     now = now or utcnow()
     since = hour_of(since or now - timedelta(days=DEFAULT_DAYS))
+    first_day = since if since.hour == 0 else since.replace(hour=0) + timedelta(days=1)
     dialect = session.get_bind().dialect.name
-    params: dict[str, Any] = {"since": format_utc(since) if dialect == "sqlite" else since}
-    where = "hour >= :since"
+
+    def stamp(value: datetime) -> Any:
+        return format_utc(value) if dialect == "sqlite" else value
+
+    params: dict[str, Any] = {"since": stamp(since), "first_day": stamp(first_day)}
+    agent_filter = ""
     if agent_name is not None:
-        where += " AND agent_name = :agent"
+        agent_filter = " AND agent_name = :agent"
         params["agent"] = agent_name
-    period = _period_expr(dialect, bucket)
-    sums = ", ".join(f"sum({n})" for n in ITEM_COLUMNS)
-    rows = session.execute(
-        text(
-            f"SELECT agent_name, status, {period} AS period, sum(runs), sum(duration_ms_sum), {sums} "
-            f"FROM run_rollups WHERE {where} GROUP BY agent_name, status, period HAVING sum(runs) <> 0"
-        ),
-        params,
-    ).all()
+    sums = ", ".join(f"sum({n})" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    day_of_hour = (
+        "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'" if dialect == "sqlite" else ("date_trunc('day', hour, 'UTC')")
+    )
+    if bucket == "hour":
+        count_sql = (
+            f"SELECT agent_name, status, hour, {sums} FROM run_rollups "
+            f"WHERE hour >= :since{agent_filter} GROUP BY agent_name, status, hour"
+        )
+    else:
+        count_sql = (
+            f"SELECT agent_name, status, {day_of_hour} AS period, {sums} FROM run_rollups "
+            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, status, period "
+            f"UNION ALL SELECT agent_name, status, day, {sums} FROM run_rollup_days "
+            f"WHERE day >= :first_day{agent_filter} GROUP BY agent_name, status, day"
+        )
+    rows = session.execute(text(count_sql), params).all()
     histograms = session.execute(
         text(
-            f"SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations WHERE {where} "
-            "GROUP BY agent_name, bucket HAVING sum(runs) <> 0"
+            "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
+            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, bucket "
+            "UNION ALL SELECT agent_name, bucket, sum(runs) FROM run_rollup_day_durations "
+            f"WHERE day >= :first_day{agent_filter} GROUP BY agent_name, bucket"
         ),
         params,
     ).all()
 
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    items: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ITEM_NAMES, 0))
-    durations: dict[str, int] = defaultdict(int)
-    periods: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    counts: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    items: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ITEM_NAMES, 0))
+    durations: dict[Any, int] = defaultdict(int)
+    periods: dict[Any, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
     for agent, status, period_start, runs, duration_sum, *item_sums in rows:
+        if not runs:
+            continue
         start = format_utc(hour_of(period_start))
         for key in (agent, None):
             counts[key][status] += int(runs)
@@ -111,11 +124,13 @@ def run_stats(
     def block(key: Optional[str]) -> dict[str, Any]:
         out = _summary(counts[key], items[key], durations[key], hist[key])
         out["buckets"] = [
-            {"start": start, "counts": dict(sorted(c.items()))} for start, c in sorted(periods[key].items())
+            {"start": start, "counts": dict(sorted((s, n) for s, n in c.items() if n))}
+            for start, c in sorted(periods[key].items())
+            if any(c.values())
         ]
         return out
 
-    agents = sorted(k for k in counts if k is not None)
+    agents = sorted(k for k, c in counts.items() if k is not None and any(c.values()))
     return {
         "since": format_utc(since),
         "bucket": bucket,
@@ -125,10 +140,10 @@ def run_stats(
 
 
 def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
-    """All-time run counts per agent and status, from the rollups."""
+    """All-time run counts per agent and status, from the all-time grain."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for agent, status, runs in session.execute(
-        text("SELECT agent_name, status, sum(runs) FROM run_rollups GROUP BY agent_name, status HAVING sum(runs) <> 0")
+        text("SELECT agent_name, status, runs FROM run_rollup_totals WHERE runs <> 0")
     ):
         out[agent][status] = int(runs)
     return dict(out)
@@ -138,7 +153,7 @@ def all_time_histogram(session: Session) -> dict[int, int]:
     return {
         int(b): int(n)
         for b, n in session.execute(
-            text("SELECT bucket, sum(runs) FROM run_rollup_durations GROUP BY bucket HAVING sum(runs) <> 0")
+            text("SELECT bucket, sum(runs) FROM run_rollup_total_durations GROUP BY bucket HAVING sum(runs) <> 0")
         )
     }
 

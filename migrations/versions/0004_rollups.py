@@ -69,6 +69,47 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_index("idx_run_rollup_durations_agent_hour", "run_rollup_durations", ["agent_name", "hour"])
+    # Coarser grains of the same sums, so that long ranges and all-time totals read
+    # a few thousand rows: per day, and per agent for all time. Duration histograms
+    # at these grains leave status out (percentiles are of finished runs).
+    op.create_table(
+        "run_rollup_days",
+        sa.Column("day", _time(sqlite), nullable=False),
+        sa.Column("agent_name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("duration_ms_sum", sa.BigInteger, nullable=False, server_default="0"),
+        *(sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in ITEM_COLUMNS),
+        sa.PrimaryKeyConstraint("day", "agent_name", "status", name="pk_run_rollup_days"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "run_rollup_day_durations",
+        sa.Column("day", _time(sqlite), nullable=False),
+        sa.Column("agent_name", sa.Text, nullable=False),
+        sa.Column("bucket", sa.Integer, nullable=False),
+        sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+        sa.PrimaryKeyConstraint("day", "agent_name", "bucket", name="pk_run_rollup_day_durations"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "run_rollup_totals",
+        sa.Column("agent_name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("duration_ms_sum", sa.BigInteger, nullable=False, server_default="0"),
+        *(sa.Column(n, sa.BigInteger, nullable=False, server_default="0") for n in ITEM_COLUMNS),
+        sa.PrimaryKeyConstraint("agent_name", "status", name="pk_run_rollup_totals"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "run_rollup_total_durations",
+        sa.Column("agent_name", sa.Text, nullable=False),
+        sa.Column("bucket", sa.Integer, nullable=False),
+        sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+        sa.PrimaryKeyConstraint("agent_name", "bucket", name="pk_run_rollup_total_durations"),
+        sqlite_with_rowid=False,
+    )
     op.create_table(
         "rollup_dirty",
         sa.Column("hour", _time(sqlite), primary_key=True),
@@ -99,6 +140,8 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_table("rollup_guard")
     op.drop_table("rollup_dirty")
+    for name in ("run_rollup_total_durations", "run_rollup_totals", "run_rollup_day_durations", "run_rollup_days"):
+        op.drop_table(name)
     op.drop_index("idx_run_rollup_durations_agent_hour", table_name="run_rollup_durations")
     op.drop_table("run_rollup_durations")
     op.drop_index("idx_run_rollups_agent_hour", table_name="run_rollups")

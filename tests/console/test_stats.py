@@ -79,3 +79,15 @@ def test_default_since_is_seven_days(client):
     body = client.get("/api/v1/stats").json
     assert body["agents"] == {} and body["overall"]["total"] == 0
     assert body["since"] < body["since"].replace(body["since"][:4], str(int(body["since"][:4]) + 1))
+
+
+def test_a_since_within_a_day_reads_its_hours_then_whole_days(client):
+    seed(client)
+    body = client.get("/api/v1/stats?since=2026-01-12T10:30:00Z").json
+    assert body["since"] == "2026-01-12T10:00:00.000000+00:00"
+    assert body["agents"]["alpha"]["counts"] == {"failure": 1, "success": 10}
+    assert [b["start"][:10] for b in body["agents"]["alpha"]["buckets"]] == ["2026-01-12", "2026-01-13"]
+    later = client.get("/api/v1/stats?since=2026-01-12T11:00:00Z").json
+    assert later["agents"]["alpha"]["counts"] == {"failure": 1}
+    assert later["agents"]["alpha"]["p50_ms"] == later["agents"]["alpha"]["p95_ms"]
+    assert abs(later["agents"]["alpha"]["p50_ms"] - 50) <= 0.091 * 50
