@@ -43,6 +43,8 @@ RETRY_DELAYS = (1, 2, 4)
 # A run quiet for this long, neither running nor pending, is settled: the scan
 # watermark may pass it (ids are not allocated in commit order on PostgreSQL).
 SETTLED_AFTER = timedelta(minutes=10)
+# After this many failed attempts in a row, a pass stops posting to that destination.
+DOWN_AFTER = 3
 RETRYABLE_STATUS = {408, 429}
 BATCH = 200
 
@@ -96,13 +98,14 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
                    limit: int = BATCH) -> dict[str, Any]:
     """Post every pending ended run once to each destination (one attempt each); return counts."""
     dests = destinations(settings)
-    counts = {"posted": 0, "rejected": 0, "retrying": 0, "gave_up": 0, "tries": 0, "destinations": len(dests)}
+    counts = {"posted": 0, "rejected": 0, "retrying": 0, "gave_up": 0, "tries": 0, "deferred": 0,
+              "destinations": len(dests)}
     if not dests:
         return counts
     clock = (lambda: now) if now is not None else utcnow
     db.write(lambda s: register_destinations(s, dests, clock(), backfill=backfill))
     timeout = settings.export_timeout_ms / 1000
-    hold = timedelta(seconds=len(RETRY_DELAYS) * (timeout + 1) + sum(RETRY_DELAYS) + 5)
+    hold = timedelta(seconds=(len(RETRY_DELAYS) + 1) * (timeout + 1) + sum(RETRY_DELAYS) + 5)
     http = http or requests.Session()
     keys = [d.key for d in dests]
     for dest in dests:
@@ -111,7 +114,14 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
                 sa.select(export_destinations.c.since, export_destinations.c.scan_from_id)
                 .where(export_destinations.c.destination == dest.key)).one()
             candidates = _candidates(session, dest.key, since, scan_from, clock(), limit)
-        for event_id in candidates:
+        failing = 0
+        for index, event_id in enumerate(candidates):
+            if failing >= DOWN_AFTER:
+                # The destination looks down: leave the rest for the next pass, attempts unspent.
+                counts["deferred"] += len(candidates) - index
+                log.warning("export to %s: %d attempts failed in a row; %d run(s) left for the next pass",
+                            dest.label, failing, len(candidates) - index)
+                break
             if not db.write(lambda s, e=event_id, k=dest.key: claim_attempt(s, e, k, clock(), hold)):
                 continue
             with db.read() as session:
@@ -123,11 +133,12 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
             state = db.write(lambda s, e=event_id, r=result, k=dest.key: record_attempt(
                 s, e, k, r, settings.export_max_attempts, keys, clock()))
             counts["tries"] += result.tries
+            failing = failing + 1 if result.outcome == "failed" else 0
             counts[{"pending": "retrying"}.get(state, state)] += 1
             if state in ("rejected", "gave_up"):
                 log.warning("export of run %s to %s: %s (%s %s)", event_id, dest.label, state, result.status,
                             result.error)
-        if len(candidates) < limit:  # the scan reached the end: move the watermark up
+        if len(candidates) < limit and failing < DOWN_AFTER:  # the scan reached the end: move the watermark
             db.write(lambda s, k=dest.key, f=scan_from: advance_watermark(s, k, f, clock()))
     return counts
 

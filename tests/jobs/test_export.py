@@ -253,3 +253,19 @@ def test_the_scan_watermark_passes_settled_runs_only(db, make_settings, hook):
     assert watermark() == run_id_of(rows[1])
     export.export_pending(db, settings, now=utcnow() + timedelta(minutes=12))
     assert states(db, rows[1]["event_id"])[0][0]["state"] == "posted"
+
+
+def test_a_destination_that_is_down_does_not_hold_the_pass_or_burn_every_attempt(db, make_settings, hook):
+    settings = make_settings(TELEMETRY_EXPORT_WEBHOOK_URLS=hook.url)
+    t0 = utcnow()
+    export.export_pending(db, settings, now=t0)
+    rows = [run_row(run_id=f"d{i}", created_at=t0 + timedelta(seconds=1)) for i in range(10)]
+    insert_runs(db, rows)
+    for row in rows:
+        hook.scripts[row["run_id"]] = [503]
+    sleep = FakeSleep()
+    counts = export.export_pending(db, settings, sleep=sleep, now=t0 + timedelta(seconds=2))
+    assert (counts["retrying"], counts["deferred"], counts["tries"]) == (3, 7, 12)
+    assert len(hook.requests) == 12
+    untouched = [states(db, r["event_id"])[0] for r in rows[3:]]
+    assert all(s == [] or s[0]["attempts"] == 0 for s in untouched)
