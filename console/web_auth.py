@@ -75,14 +75,18 @@ def _session_user() -> Optional[str]:
     auth = session.get("auth")
     if not isinstance(auth, dict):
         return None
+    presented = str(auth.get("fp") or "").encode()
     if auth.get("kind") == "token":
-        fps = {token_fingerprint(t) for t in _settings().auth_tokens}
-        return "token" if auth.get("fp") in fps else None
+        found = False
+        for token in _settings().auth_tokens:  # all of them, in constant time (signed cookie or not)
+            found |= hmac.compare_digest(presented, token_fingerprint(token).encode())
+        return "token" if found else None
     if auth.get("kind") == "user":
         db = current_app.extensions["telemetry_db"]
         with db.read() as s:
-            if users.password_fingerprint(s, auth.get("name", "")) == auth.get("fp"):
-                return auth["name"]
+            expected = users.password_fingerprint(s, auth.get("name", "")) or ""
+        if expected and hmac.compare_digest(presented, expected.encode()):
+            return auth["name"]
     return None
 
 
