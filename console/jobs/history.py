@@ -96,6 +96,11 @@ def request_run(session: Session, job: str, requested_by: str = "operator", now:
         session.execute(job_state.insert().values(job=job, run_requested_at=now, run_requested_by=requested_by))
 
 
+def has_run_requests(session: Session) -> bool:
+    return session.execute(
+        sa.select(job_state.c.job).where(job_state.c.run_requested_at.is_not(None)).limit(1)).first() is not None
+
+
 def take_run_requests(session: Session) -> list[tuple[str, datetime]]:
     """Claim the pending "run now" requests, each by a conditional UPDATE; return (job, requested_at)."""
     pending = session.execute(

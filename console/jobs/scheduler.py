@@ -214,7 +214,9 @@ class JobScheduler:
         if next_runs != self._written:
             self.db.write(lambda s: history.write_next_runs(s, next_runs, history.runner_name()))
             self._written = next_runs
-        for name, requested_at in self.db.write(history.take_run_requests):
+        with self.db.read() as session:  # a read each second; a write only when someone asked
+            asked = history.has_run_requests(session)
+        for name, requested_at in self.db.write(history.take_run_requests) if asked else []:
             if name not in job_functions():
                 log.warning("run-now request for unknown job %r ignored", name)
                 continue
