@@ -180,10 +180,48 @@ def read_lines(
     while len(out) < limit:
         nl = chunk.find(b"\n", pos)
         if nl < 0:
-            break  # an incomplete tail: a writer may still be in the middle of it
+            # An incomplete tail: a writer may still be in the middle of it, unless
+            # the file is finished (an earlier day's) or has not changed for a while,
+            # in which case it is a torn line (a crash or a full disk mid-write) and
+            # is handed on, so that the sender reports it instead of waiting forever.
+            tail = chunk[pos:]
+            if tail.strip() and len(chunk) < max_bytes and tail_is_abandoned(path):
+                out.append((offset + len(chunk), tail))
+                pos = len(chunk)
+            break
         out.append((offset + nl + 1, chunk[pos:nl]))
         pos = nl + 1
     return out, offset + pos
+
+
+# A line without its newline this long after the file last changed was torn.
+TORN_TAIL_SETTLE_SECONDS = 10.0
+
+
+def tail_is_abandoned(path: Path, now: Optional[float] = None) -> bool:
+    """True when nobody will finish the file's last line: an earlier day's file, or a quiet one."""
+    name = Path(path).name
+    today = datetime.now(timezone.utc).strftime("%Y%m%d")
+    if name.startswith(EVENTS_PREFIX) and name[len(EVENTS_PREFIX):len(EVENTS_PREFIX) + 8] < today:
+        return True
+    try:
+        quiet = (now or time.time()) - os.stat(path).st_mtime
+    except OSError:
+        return False
+    return quiet >= TORN_TAIL_SETTLE_SECONDS
+
+
+def _has_unfinished_tail(path: Path, offset: int) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size <= offset:
+                return False
+            fh.seek(size - 1)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def count_lines(path: Path, start: int = 0, end: Optional[int] = None) -> int:
@@ -215,6 +253,8 @@ def spool_counts(raw_dir: Path) -> Dict[str, int]:
         offset = int(offsets.get(name, 0))
         delivered += count_lines(raw_dir / name, 0, offset)
         pending += count_lines(raw_dir / name, offset)
+        # A last line without its newline is pending too, until it is delivered or reported.
+        pending += 1 if _has_unfinished_tail(raw_dir / name, offset) else 0
     try:
         names = os.listdir(raw_dir)
     except OSError:

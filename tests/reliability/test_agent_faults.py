@@ -223,8 +223,6 @@ def test_a_console_that_never_answers_costs_the_agent_nothing_and_never_delays_e
         "flush_timeout_seconds": 2, "pending_left_on_disk": status["pending"], "last_error": status["last_error"]})
 
 
-@pytest.mark.xfail(strict=True, reason="SDK: a last line without its newline is taken for a write in progress "
-                                       "forever: never dead-lettered, never reported, not counted pending")
 def test_a_truncated_last_line_of_a_file_nobody_writes_to_any_more_is_reported(tmp_path):
     base = tmp_path / "agent-base"
     raw = base / "raw"

@@ -153,3 +153,20 @@ def test_two_processes_sharing_one_base_dir(console, sdk_env):
         assert console.run(out["event_id"])["status"] == "success"
         event_id = out["event_id"]
         assert wait_for(lambda e=event_id: len(console.events(e)) == 500, timeout=30)
+
+
+def test_sync_delivers_a_finished_file_and_reports_its_torn_last_line(console, sdk_env):
+    raw = Path(sdk_env) / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    head = run_head("evt-torn-e2e", "run-torn-e2e", "torn-agent", "spool", "2000-01-01T00:00:00+00:00")
+    started = make_line("run_started", head, {"status": "running"})
+    torn = make_line("run_ended", head, {"status": "success"})[:-30]  # a crash mid-write
+    (raw / "events_20000101.ndjson").write_bytes(started + torn)
+
+    result = cli(sdk_env, console.url, "sync", "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    assert console.run("evt-torn-e2e")["status"] == "running"  # the complete line arrived
+    counts = spool_counts(raw)
+    assert counts["pending"] == 0 and counts["rejected"] == 1
+    dead = [json.loads(x) for p in raw.glob("rejected_*.ndjson") for x in p.read_text().splitlines()]
+    assert "torn" in dead[0]["reason"]

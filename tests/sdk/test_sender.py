@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from telemetry import TelemetryClient
@@ -114,7 +114,7 @@ def test_cursor_advances_only_after_acknowledgement_and_replay_sends_nothing_twi
     head = run_head("e1", "r1", "a", "j", "2026-01-12T10:30:00+00:00")
     for kind in ("run_started", "run_ended"):
         line = make_line(kind, head, {"status": "running" if kind == "run_started" else "success"})
-        assert writer.append(line, datetime.now(timezone.utc).strftime("%Y%m%d"))
+        assert writer.append(line, datetime.now(UTC).strftime("%Y%m%d"))
     down = Sender(raw, "http://127.0.0.1:9", flush_timeout=0)
     assert down.deliver_until(time.monotonic() + 5, stop_on_failure=True) == 2
     assert sum(load_cursor(raw)["files"].values()) == 0
@@ -145,9 +145,9 @@ def test_flush_returns_pending_when_the_console_hangs_and_calls_stay_fast(fake_i
 def test_retention_removes_only_delivered_old_files(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    old = (datetime.now(timezone.utc) - timedelta(days=10)).strftime("%Y%m%d")
-    older = (datetime.now(timezone.utc) - timedelta(days=11)).strftime("%Y%m%d")
-    today = datetime.now(timezone.utc).strftime("%Y%m%d")
+    old = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y%m%d")
+    older = (datetime.now(UTC) - timedelta(days=11)).strftime("%Y%m%d")
+    today = datetime.now(UTC).strftime("%Y%m%d")
     for day in (old, older, today):
         (raw / f"events_{day}.ndjson").write_bytes(b"{}\n")
     offsets = {f"events_{old}.ndjson": 3, f"events_{today}.ndjson": 3}
@@ -160,7 +160,7 @@ def test_backoff_schedule_and_retry_after_parsing():
         assert 0.8 * base <= backoff_delay(failures, 60) <= min(60, 1.2 * base)
     assert parse_retry_after("7") == 7
     assert parse_retry_after(None) == 0 and parse_retry_after("soon") == 0
-    when = (datetime.now(timezone.utc) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    when = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert 25 <= parse_retry_after(when) <= 31
 
 
