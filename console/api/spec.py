@@ -8,8 +8,9 @@ models that validate the request, what the OpenAPI document says of it. Nothing 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from flask import Blueprint, abort, request
 from pydantic import BaseModel, ValidationError
