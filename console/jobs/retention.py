@@ -29,7 +29,7 @@ from .tables import export_state
 log = logging.getLogger("console.jobs.retention")
 
 # Each delete transaction aims at this duration (ingest waits at most about this long).
-BATCH_SECONDS = 0.25
+BATCH_SECONDS = 0.2
 
 
 def scheduled_retention(db: Database, settings: Settings) -> dict[str, Any]:
@@ -79,8 +79,9 @@ def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run:
         log.debug("retention batch %d: %d runs, %d events in %.3f s", report["batches"], runs, events, took)
         if runs < limit:
             break
-        # Aim each transaction at `batch_seconds`, within [50, batch_size] runs.
-        limit = min(batch_size, max(50, int(limit * batch_seconds / max(took, 1e-3))))
+        # Aim each transaction at `batch_seconds`, within [50, batch_size] runs: shrink at
+        # once after a slow batch, grow by half at most after a fast one.
+        limit = min(batch_size, max(50, int(limit * min(1.5, batch_seconds / max(took, 1e-3)))))
         time.sleep(pause)
     if report["runs_deleted"]:
         detail = json.dumps({k: report[k] for k in ("cutoff", "runs_deleted", "events_deleted")})

