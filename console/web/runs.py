@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, make_response, request
 
-from .. import runs, web_queries
+from .. import runs, stats, web_queries
 from ..errors_domain import Invalid
 from ..records import run_to_dict
 from ..timeutil import format_utc, utcnow
@@ -68,6 +68,18 @@ class PageFilters:
         return not self.q and not self.job_type
 
 
+def rollup_counts(session, filters: runs.RunFilters, since) -> dict[str, int]:
+    """Runs per status from the rollups (console.stats) for an agent / status / whole-hour filter."""
+    if since is None:
+        totals = stats.totals_by_agent(session)
+        found = totals.get(filters.agent_name, {}) if filters.agent_name else stats.merge(totals.values())
+    else:
+        result = stats.run_stats(session, agent_name=filters.agent_name, since=since)
+        block = result["agents"].get(filters.agent_name) if filters.agent_name else result["overall"]
+        found = (block or {}).get("counts", {})
+    return {s: found.get(s, 0) if filters.status in (None, s) else 0 for s in STATUSES}
+
+
 def _rows(session, filters: runs.RunFilters, cursor: Optional[str] = None):
     rows, next_cursor = runs.list_runs(session, filters, limit=PAGE_SIZE, cursor=cursor)
     hosts = current_app.config["SETTINGS"].git_hosts
@@ -96,8 +108,7 @@ def runs_page():
             if not cursor:
                 context["poll_after"] = runs.encode_cursor(newest) if newest else "start"
                 if page_filters.counts_from_rollups:
-                    context["counts"] = web_queries.rollup_status_counts(
-                        session, agent_name=filters.agent_name, status=filters.status, since=page_filters.since())
+                    context["counts"] = rollup_counts(session, filters, page_filters.since())
         except Invalid as exc:
             context["error"] = exc.detail
             status = 400
@@ -138,8 +149,7 @@ def runs_new():
             return make_response("", 204)
         counts = None
         if page_filters.counts_from_rollups:
-            counts = web_queries.rollup_status_counts(
-                session, agent_name=filters.agent_name, status=filters.status, since=page_filters.since())
+            counts = rollup_counts(session, page_filters.domain(), page_filters.since())
     response = make_response(render_new(rows, page_filters, runs.encode_cursor(newest), counts))
     response.vary.add("HX-Request")
     return response
