@@ -106,7 +106,19 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
     db.write(lambda s: register_destinations(s, dests, clock(), backfill=backfill))
     timeout = settings.export_timeout_ms / 1000
     hold = timedelta(seconds=(len(RETRY_DELAYS) + 1) * (timeout + 1) + sum(RETRY_DELAYS) + 5)
+    own_http = http is None
     http = http or requests.Session()
+    try:
+        _post_all(db, settings, dests, counts, http, clock, hold, timeout, sleep, limit)
+    finally:
+        if own_http:
+            http.close()
+    return counts
+
+
+def _post_all(db: Database, settings: Settings, dests: list[Destination], counts: dict[str, int],
+              http: requests.Session, clock: Callable[[], datetime], hold: timedelta, timeout: float,
+              sleep: Callable[[float], None], limit: int) -> None:
     keys = [d.key for d in dests]
     for dest in dests:
         with db.read() as session:
@@ -140,7 +152,6 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
                             result.error)
         if len(candidates) < limit and failing < DOWN_AFTER:  # the scan reached the end: move the watermark
             db.write(lambda s, k=dest.key, f=scan_from: advance_watermark(s, k, f, clock()))
-    return counts
 
 
 def register_destinations(session: Session, dests: list[Destination], now: datetime, backfill: bool = False) -> None:
