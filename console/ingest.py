@@ -137,38 +137,99 @@ def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any
     return good, rejected
 
 
+@dataclass
+class Prepared:
+    """A validated batch, folded in advance as if every run were new (the common case).
+
+    Built before the write transaction, so that two workers' Python work overlaps
+    and only the database work holds the write lock. Runs that turn out to exist,
+    or whose lines were partly seen before, are folded again inside the transaction.
+    """
+
+    now: datetime
+    dialect: str
+    lines: list[Line]
+    rejected: list[dict[str, Any]]
+    in_batch_duplicates: int
+    by_run: dict[str, list[Line]]
+    rows: dict[str, dict[str, Any]]
+    events: dict[str, list[dict[str, Any]]]
+    delta: rollups.Delta
+    insert_params: dict[str, tuple]  # SQLite: each row as the driver takes it
+
+
+def prepare(
+    parsed: tuple[list[Line], list[dict[str, Any]]], *, dialect: str, now: Optional[datetime] = None
+) -> Prepared:
+    """Fold a parsed batch per run, assuming new runs and new lines."""
+    now = now or utcnow()
+    lines, rejected = parsed
+    first: dict[str, Line] = {}
+    for line in lines:
+        first.setdefault(line.envelope.id, line)
+    by_run: dict[str, list[Line]] = defaultdict(list)
+    for line in first.values():
+        by_run[line.envelope.event_id].append(line)
+    rows: dict[str, dict[str, Any]] = {}
+    events: dict[str, list[dict[str, Any]]] = {}
+    delta = rollups.Delta()
+    for event_id, run_lines in by_run.items():
+        run_lines.sort(key=lambda item: (item.envelope.ts, _KIND_ORDER[item.envelope.kind]))
+        row = new_row(run_lines[0].envelope, now)
+        run_events_: list[dict[str, Any]] = []
+        for line in run_lines:
+            apply_line(row, line, run_events_, now)
+        rows[event_id] = row
+        events[event_id] = run_events_
+        delta.add(row, +1)
+    params = dict(zip(rows, _driver_rows(list(rows.values())), strict=True)) if dialect == "sqlite" else {}
+    return Prepared(
+        now,
+        dialect,
+        list(first.values()),
+        list(rejected),
+        len(lines) - len(first),
+        dict(by_run),
+        rows,
+        events,
+        delta,
+        params,
+    )
+
+
 def ingest(
     session: Session,
     document: Optional[Sequence[Any]] = None,
     *,
     parsed: Optional[tuple[list[Line], list[dict[str, Any]]]] = None,
+    prepared: Optional[Prepared] = None,
     now: Optional[datetime] = None,
 ) -> IngestResult:
     """Apply a batch of spool lines in the session's transaction.
 
-    Pass `parsed=parse_lines(document)` to validate before the transaction starts
-    (the API does: parsing is most of the work, and need not hold the write lock).
+    The API passes `prepared=prepare(parse_lines(document), ...)`, made before the
+    transaction starts: validation and folding need not hold the write lock.
     """
-    now = now or utcnow()
-    lines, rejected = parsed if parsed is not None else parse_lines(document or [])
-    result = IngestResult(rejected=list(rejected))
+    if prepared is None:
+        if parsed is None:
+            parsed = parse_lines(document or [])
+        prepared = prepare(parsed, dialect=session.get_bind().dialect.name, now=now)
+    result = IngestResult(rejected=list(prepared.rejected))
     with rollups.own_writes(session):
-        fresh, result.duplicates = _claim(session, lines, now)
-        result.accepted = len(fresh)
-        if fresh:
-            _apply(session, fresh, now)
+        claimed, duplicates = _claim(session, prepared.lines, prepared.now)
+        result.duplicates = duplicates + prepared.in_batch_duplicates
+        result.accepted = len(claimed)
+        if claimed:
+            _apply(session, prepared, claimed)
         _count(session, result)
     return result
 
 
-def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[list[Line], int]:
-    """Record the line ids not seen before; the others (and repeats within the batch) are duplicates."""
-    first: dict[str, Line] = {}
-    for line in lines:
-        first.setdefault(line.envelope.id, line)
-    if not first:
-        return [], len(lines)
-    ids = list(first)
+def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str], int]:
+    """Record the line ids (unique within `lines`) not seen before; returns (claimed ids, duplicates)."""
+    if not lines:
+        return set(), 0
+    ids = [line.envelope.id for line in lines]
     claimed: set[str] = set()
     if session.get_bind().dialect.name == "postgresql":
         # Concurrent claims of one id: the second waits for the first and gets nothing.
@@ -195,8 +256,7 @@ def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[list[Lin
                 [{"id": i, "at": stamp} for i in new_ids],
             )
         claimed.update(new_ids)
-    fresh = [line for line_id, line in first.items() if line_id in claimed]
-    return fresh, len(lines) - len(fresh)
+    return claimed, len(ids) - len(claimed)
 
 
 def _dialect_insert(session: Session, table):
@@ -252,27 +312,37 @@ def new_row(envelope: SpoolLine, now: datetime) -> dict[str, Any]:
     return row
 
 
-def _apply(session: Session, lines: list[Line], now: datetime) -> None:
-    by_run: dict[str, list[Line]] = defaultdict(list)
-    for line in lines:
-        by_run[line.envelope.event_id].append(line)
-    lock_runs(session, sorted(by_run))
-    stored = load_runs(session, list(by_run))
+def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
+    now, delta = prepared.now, prepared.delta.copy()  # db.write may retry: never change `prepared`
+    runs = [e for e, run_lines in prepared.by_run.items() if any(line.envelope.id in claimed for line in run_lines)]
+    lock_runs(session, sorted(runs))
+    stored = load_runs(session, runs)
     inserts: list[dict[str, Any]] = []
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     events: list[dict[str, Any]] = []
-    for event_id, run_lines in by_run.items():
-        run_lines.sort(key=lambda item: (item.envelope.ts, _KIND_ORDER[item.envelope.kind]))
+    for event_id, run_lines in prepared.by_run.items():
+        fresh_lines = [line for line in run_lines if line.envelope.id in claimed]
         old = stored.get(event_id)
-        row = dict(old) if old is not None else new_row(run_lines[0].envelope, now)
-        for line in run_lines:
+        if old is None and len(fresh_lines) == len(run_lines):
+            # Folded in advance, as it is.
+            inserts.append(prepared.insert_params.get(event_id) or prepared.rows[event_id])
+            events += prepared.events[event_id]
+            continue
+        delta.add(prepared.rows[event_id], -1)  # not as prepared: fold again
+        if not fresh_lines:
+            continue
+        row = dict(old) if old is not None else new_row(fresh_lines[0].envelope, now)
+        for line in fresh_lines:
             apply_line(row, line, events, now)
         if old is None:
             inserts.append(row)
+            delta.add(row, +1)
         elif row != old:
             row["updated_at"] = now
             updates.append((old, row))
-    write_runs(session, inserts, updates)
+            delta.add(old, -1)
+            delta.add(row, +1)
+    write_runs(session, inserts, updates, delta=delta)
     if events:
         session.execute(_dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
 
@@ -341,9 +411,16 @@ def _set_fields(row: dict[str, Any], data: BaseModel, *, fill_only: bool) -> Non
 
 
 def write_runs(
-    session: Session, inserts: list[dict[str, Any]], updates: list[tuple[dict[str, Any], dict[str, Any]]]
+    session: Session,
+    inserts: list[dict[str, Any]],
+    updates: list[tuple[dict[str, Any], dict[str, Any]]],
+    *,
+    delta: Optional[rollups.Delta] = None,
 ) -> None:
-    """Insert new runs and update changed ones (grouped by changed columns), then the rollups."""
+    """Insert new runs and update changed ones (grouped by changed columns), then the rollups.
+
+    `delta`: their rollup effect, already aggregated (else computed here).
+    """
     if inserts:
         _insert_runs(session, inserts)
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -358,7 +435,10 @@ def write_runs(
             .values({name: bindparam(name) for name in columns})
         )
         session.execute(statement, params)
-    rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
+    if delta is None:
+        rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
+    else:
+        rollups.apply_delta(session, delta)
 
 
 _TIME_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, UTCDateTime))
@@ -366,12 +446,21 @@ _JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.typ
 _INSERT_SQL = f"INSERT INTO agent_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
 
 
-def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert new runs. SQLite: straight to the driver (SQLAlchemy's per-row work was
-    as costly as SQLite's own); values converted exactly as the column types do."""
+def _insert_runs(session: Session, rows: list[Any]) -> None:
+    """Insert new runs (dicts, or tuples from _driver_rows). SQLite: straight to the
+    driver (SQLAlchemy's per-row work was as costly as SQLite's own)."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(insert(agent_runs), rows)
         return
+    params = [row if isinstance(row, tuple) else None for row in rows]
+    missing = [row for row in rows if not isinstance(row, tuple)]
+    converted = iter(_driver_rows(missing))
+    params = [p if p is not None else next(converted) for p in params]
+    session.connection().exec_driver_sql(_INSERT_SQL, params)
+
+
+def _driver_rows(rows: list[dict[str, Any]]) -> list[tuple]:
+    """Rows as SQLite's driver takes them, converted exactly as the column types do."""
     params = []
     times: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
     for row in rows:
@@ -388,7 +477,7 @@ def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> None:
                     value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             values.append(value)
         params.append(tuple(values))
-    session.connection().exec_driver_sql(_INSERT_SQL, params)
+    return params
 
 
 def _count(session: Session, result: IngestResult) -> None:

@@ -99,13 +99,21 @@ def _rolled(row: Mapping[str, Any]) -> tuple:
     )
 
 
-class _Delta:
-    """The aggregated effect of a batch of changes."""
+class Delta:
+    """The aggregated effect of a batch of changes (additive: add a row with sign ±1)."""
 
     def __init__(self) -> None:
         self.groups: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
         self.buckets: dict[tuple, int] = defaultdict(int)
         self.touched_hours: dict[datetime, int] = defaultdict(int)
+
+    def copy(self) -> Delta:
+        other = Delta()
+        for key, values in self.groups.items():
+            other.groups[key] = list(values)
+        other.buckets.update(self.buckets)
+        other.touched_hours.update(self.touched_hours)
+        return other
 
     def add(self, row: Mapping[str, Any], sign: int) -> None:
         hour = hour_of(row.get("start_time"))
@@ -150,7 +158,7 @@ def _period(value: datetime, dialect: str) -> Any:
 
 def record_changes(session: Session, changes: Iterable[Change]) -> None:
     """Apply the rollup effect of run writes made in this session's transaction."""
-    delta = _Delta()
+    delta = Delta()
     for old, new in changes:
         if old is not None and new is not None and _rolled(old) == _rolled(new):
             continue
@@ -184,6 +192,16 @@ def _upsert(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
         return
     keys, sums = TABLES[table]
     columns = (*keys, *sums)
+    if session.get_bind().dialect.name == "sqlite":
+        # Straight to the driver: a batch can hold a thousand groups, and SQLAlchemy's
+        # per-row parameter work cost more than SQLite's upsert.
+        session.connection().exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums),
+            [tuple(row[c] for c in columns) for row in rows],
+        )
+        return
     session.execute(
         text(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
@@ -194,7 +212,7 @@ def _upsert(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
     )
 
 
-def grains(delta: _Delta) -> dict[str, dict[tuple, list[int]]]:
+def grains(delta: Delta) -> dict[str, dict[tuple, list[int]]]:
     """The delta at every grain: table → {key tuple (in TABLES order): summed values}."""
     out: dict[str, dict[tuple, list[int]]] = {name: {} for name in TABLES}
 
@@ -216,7 +234,7 @@ def grains(delta: _Delta) -> dict[str, dict[tuple, list[int]]]:
     return {table: {k: v for k, v in groups.items() if any(v)} for table, groups in out.items()}
 
 
-def apply_delta(session: Session, delta: _Delta) -> None:
+def apply_delta(session: Session, delta: Delta) -> None:
     """Write an aggregated delta: one upsert per group, at each grain (hour, day, all time)."""
     dialect = session.get_bind().dialect.name
     for table, groups in grains(delta).items():
@@ -435,7 +453,7 @@ def ensure_fresh(db) -> int:
 
 def recompute_from_runs(session: Session) -> dict[str, dict]:
     """What the rollups should hold, computed from agent_runs in Python (for checks and tests)."""
-    delta = _Delta()
+    delta = Delta()
     columns = "agent_name, status, start_time, duration_ms, " + ", ".join(ITEM_COLUMNS)
     for row in session.execute(text(f"SELECT {columns} FROM agent_runs")).mappings():
         delta.add(row, +1)
@@ -491,3 +509,13 @@ def _register() -> None:
 
 
 _register()
+
+
+def scheduled_reconcile(db, settings) -> dict[str, Any]:
+    """A scheduler job (JobFunction): recompute the hours other tools changed.
+
+    Cheap when nothing is dirty (one indexed probe of a tiny table). Reads of the
+    rollups (stats, /metrics) reconcile first anyway; this keeps them quick.
+    """
+    hours = ensure_fresh(db)
+    return {"hours_recomputed": hours}

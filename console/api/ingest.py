@@ -8,7 +8,7 @@ from flask import current_app
 from pydantic import BaseModel, RootModel, WithJsonSchema
 
 from .. import get_db
-from ..ingest import SpoolLine, ingest, parse_lines
+from ..ingest import SpoolLine, ingest, parse_lines, prepare
 from . import api_bp
 from .errors import ApiError
 from .spec import route
@@ -52,6 +52,8 @@ def ingest_lines(body: IngestBody):
     settings = current_app.config["SETTINGS"]
     if len(lines) > settings.max_batch_items:
         raise ApiError(413, f"{len(lines)} lines in one request; the limit is {settings.max_batch_items}")
-    parsed = parse_lines(lines)  # before the transaction: it need not hold the write lock
-    result = get_db(current_app).write(lambda session: ingest(session, parsed=parsed))
+    db = get_db(current_app)
+    # Validate and fold before the transaction: that work need not hold the write lock.
+    prepared = prepare(parse_lines(lines), dialect=db.dialect)
+    result = db.write(lambda session: ingest(session, prepared=prepared))
     return result.as_dict()

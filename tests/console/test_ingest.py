@@ -164,3 +164,45 @@ def test_ingest_counts_are_kept_in_the_database(client, db):
     with db.read() as session:
         counts = dict(session.execute(sa.text("SELECT outcome, records FROM ingest_counts")).all())
     assert counts == {"accepted": 1, "duplicate": 1, "rejected": 1}
+
+
+def test_a_retried_transaction_applies_a_prepared_batch_once(db):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from console.ingest import ingest, parse_lines, prepare
+
+    lines = [
+        line("run_started", "2026-01-12T10:00:00Z"),
+        line("run_ended", "2026-01-12T10:05:00Z", {"status": "success", "duration_ms": 5}),
+    ]
+    prepared = prepare(parse_lines(lines), dialect=db.dialect)
+    attempts = []
+
+    def work(session):
+        result = ingest(session, prepared=prepared)
+        if not attempts:
+            attempts.append(1)
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+        return result
+
+    result = db.write(work)
+    assert attempts and result.accepted == 2
+    assert_rollups_match(db)
+
+
+def test_a_batch_mixing_new_stored_and_seen_lines(client, db):
+    seen = line("run_started", "2026-01-12T10:00:00Z", event_id="old")
+    client.post("/api/v1/ingest", json=[seen])
+    batch = [
+        seen,  # seen before
+        line("run_ended", "2026-01-12T10:05:00Z", {"status": "partial"}, event_id="old"),  # stored run
+        line("run_started", "2026-01-12T10:00:00Z", event_id="new"),
+        line("event", "2026-01-12T10:01:00Z", {"event_type": "e"}, event_id="new"),
+    ]
+    assert client.post("/api/v1/ingest", json=batch).json == {"accepted": 3, "duplicates": 1, "rejected": []}
+    assert get_run(client, "old")["status"] == "partial"
+    assert get_run(client, "new")["status"] == "running"
+    assert len(client.get("/api/v1/runs/new/events").json) == 1
+    assert_rollups_match(db)
