@@ -7,7 +7,10 @@ from typing import Optional
 
 _FLAVOURS = {"github.com": "github", "gitlab.com": "gitlab", "bitbucket.org": "bitbucket"}
 _COMMIT_PATHS = {"github": "/commit/{sha}", "gitlab": "/-/commit/{sha}", "bitbucket": "/commits/{sha}"}
-_SSH = re.compile(r"^(?:ssh://)?git@(?P<host>[^:/]+)(?::\d+)?[:/](?P<path>.+)$")
+# ssh://git@host[:port]/owner/repo may carry a port; scp-like git@host:owner/repo never does
+# (git@github.com:1234/repo is the owner "1234", not port 1234).
+_SSH = re.compile(r"^ssh://git@(?P<host>[^:/]+)(?::\d+)?/(?P<path>.+)$")
+_SCP = re.compile(r"^(?:ssh://)?git@(?P<host>[^:/]+)[:/](?P<path>.+)$")
 _HTTP = re.compile(r"^(?:https?|git)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d+)?/(?P<path>.+)$")
 
 
@@ -16,7 +19,7 @@ def parse_repo(git_repo: Optional[str], git_hosts: tuple = ()) -> Optional[tuple
     if not git_repo:
         return None
     text = git_repo.strip()
-    match = _SSH.match(text) or _HTTP.match(text)
+    match = _SSH.match(text) or _SCP.match(text) or _HTTP.match(text)
     if not match:
         return None
     host = match["host"].lower()

@@ -47,7 +47,10 @@ def parse_timestamp(text: str, *, require_zone: bool = True) -> datetime:
     parsed = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise ValueError("timestamp out of range") from None
 
 
 def normalise_stored(text: str | None) -> str | None:
