@@ -213,13 +213,20 @@ def run_console(args, workers: int, scenario: str, workdir: Path) -> dict:
         proc.wait(timeout=30)
 
 
-def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool) -> dict:
-    """sqlite3 executemany of the same rows, 500 per transaction, into a migrated file."""
-    path = workdir / f"raw-{keep_triggers}.sqlite"
+def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_console: bool = False) -> dict:
+    """sqlite3 executemany of the same rows, 500 per transaction, into a migrated file.
+
+    `as_console`: with the console's own connection settings (temp_store=MEMORY) and
+    its guard row, which keeps the dirty-hour triggers quiet; else as another tool
+    writing the file would.
+    """
+    path = workdir / f"raw-{keep_triggers}-{as_console}.sqlite"
     shutil.copy(template, path)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(f"PRAGMA journal_mode = {args.journal}")
     conn.execute(f"PRAGMA synchronous = {args.synchronous}")
+    if as_console:
+        conn.execute("PRAGMA temp_store = MEMORY")
     if not keep_triggers:
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
             conn.execute(f"DROP TRIGGER {name}")
@@ -304,8 +311,9 @@ def main() -> None:
 
             template = workdir / "template.sqlite"
             migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(template)}))
-            results.append(raw_baseline(args, workdir, template, keep_triggers=True))
             results.append(raw_baseline(args, workdir, template, keep_triggers=False))
+            results.append(raw_baseline(args, workdir, template, keep_triggers=True))
+            results.append(raw_baseline(args, workdir, template, keep_triggers=True, as_console=True))
         for workers in (int(w) for w in args.workers.split(",")):
             for scenario in args.scenarios.split(","):
                 results.append(run_console(args, workers, scenario, workdir))
