@@ -9,6 +9,7 @@ from pydantic import BaseModel, RootModel, WithJsonSchema
 
 from .. import get_db
 from ..ingest import SpoolLine, ingest, parse_lines, prepare
+from ..writelock import queued_write
 from . import api_bp
 from .errors import ApiError
 from .spec import route
@@ -55,5 +56,5 @@ def ingest_lines(body: IngestBody):
     db = get_db(current_app)
     # Validate and fold before the transaction: that work need not hold the write lock.
     prepared = prepare(parse_lines(lines), dialect=db.dialect)
-    result = db.write(lambda session: ingest(session, prepared=prepared))
+    result = queued_write(db, lambda session: ingest(session, prepared=prepared))
     return result.as_dict()

@@ -275,11 +275,20 @@ def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_co
     started = time.perf_counter()
     for i in range(0, len(rows), args.batch):
         conn.execute("BEGIN IMMEDIATE")
+        if as_console:
+            conn.execute("INSERT INTO rollup_guard (id) VALUES (1)")
         conn.executemany(sql, rows[i : i + args.batch])
+        if as_console:
+            conn.execute("DELETE FROM rollup_guard")
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
-    label = "full schema (indexes + FTS + dirty triggers)" if keep_triggers else "v7 indexes only, no triggers"
+    if not keep_triggers:
+        label = "v7 indexes only, no triggers"
+    elif as_console:
+        label = "full schema, console's pragmas + guard row"
+    else:
+        label = "full schema, as another tool writes it"
     return {
         "what": f"baseline: raw sqlite3 executemany, {label}",
         "records": len(rows),
