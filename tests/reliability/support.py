@@ -69,7 +69,8 @@ def make_console(env: dict[str, str], tmp_path: Path, port: int | None = None, n
 def agent_env(base: Path, url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "METRICS_API", "AGENT_METRICS"))}
     env.update(TELEMETRY_BASE_DIR=str(base), TELEMETRY_API_URL=url, TELEMETRY_GIT_DETECT="false",
-               TELEMETRY_HEARTBEAT_SECONDS="0", PYTHONPATH=str(ROOT), **extra)
+               TELEMETRY_HEARTBEAT_SECONDS="0", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return env
 
 
