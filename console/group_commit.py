@@ -9,10 +9,12 @@ One fsync serves many requests; no request is answered before its commit.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
-from collections.abc import Mapping
-from typing import Any, Optional
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Optional, TypeVar
 
 from flask import Flask
 
@@ -25,6 +27,50 @@ from .validation import RunCreate
 IDLE_SECONDS = 10.0
 # At most this many runs in one transaction.
 MAX_GROUP = 512
+# How long the writer waits for requests that have arrived but are still being
+# parsed and validated, so that they join this commit rather than wait for the next.
+LINGER_SECONDS = 0.002
+
+T = TypeVar("T")
+_setup_lock = threading.RLock()  # committer() creates the writer queue while holding it
+
+
+class WriterQueue:
+    """Hands the SQLite write lock from process to process in arrival order.
+
+    Two workers writing one SQLite file otherwise meet in SQLite's busy handler,
+    which polls with sleeps of up to 100 ms; an flock on `{db}.write.lock` wakes
+    the next writer as soon as the lock is free. (BEGIN IMMEDIATE still guards
+    correctness for writers that do not take it.) A no-op on PostgreSQL.
+    """
+
+    def __init__(self, db: Database):
+        self._path = db.settings.lock_path("write") if db.settings.is_sqlite else None
+        self._thread_lock = threading.Lock()
+        self._handle = None
+        self._pid = os.getpid()
+
+    def run(self, work: Callable[[], T]) -> T:
+        if self._path is None:
+            return work()
+        with self._thread_lock:
+            if self._handle is None or self._pid != os.getpid():
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle, self._pid = open(self._path, "a+b"), os.getpid()  # noqa: SIM115 - held for the process
+            fcntl.flock(self._handle, fcntl.LOCK_EX)
+            try:
+                return work()
+            finally:
+                fcntl.flock(self._handle, fcntl.LOCK_UN)
+
+
+def writer_queue(app: Flask) -> WriterQueue:
+    """The app's (this worker's) WriterQueue."""
+    found = app.extensions.get("telemetry_writer_queue")
+    if found is None:
+        with _setup_lock:
+            found = app.extensions.setdefault("telemetry_writer_queue", WriterQueue(app.extensions["telemetry_db"]))
+    return found
 
 
 class _Waiter:
@@ -41,19 +87,34 @@ class _Waiter:
 class GroupCommit:
     """One writer thread per process, fed by the request threads."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, queue: WriterQueue):
         self._db = db
+        self._queue = queue
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Waiter] = []
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
+        self._arriving = 0
 
-    def insert(self, row: Mapping[str, Any]) -> bool:
+    def arrive(self) -> None:
+        """A request that will insert has started (it is being parsed and validated)."""
+        with self._cond:
+            self._arriving += 1
+
+    def leave(self) -> None:
+        """An arrived request ended without inserting (for example a 422)."""
+        with self._cond:
+            self._arriving = max(0, self._arriving - 1)
+            self._cond.notify()
+
+    def insert(self, row: Mapping[str, Any], *, arrived: bool = False) -> bool:
         """Insert prepared run values; True when created, False for a stored event_id."""
         waiter = _Waiter(row)
         with self._cond:
             if self._pid != os.getpid():  # forked after use: the thread did not come along
-                self._pid, self._thread = os.getpid(), None
+                self._pid, self._thread, self._arriving = os.getpid(), None, 0
+            if arrived:
+                self._arriving = max(0, self._arriving - 1)
             self._pending.append(waiter)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -72,6 +133,13 @@ class GroupCommit:
                     if not self._cond.wait(IDLE_SECONDS) and not self._pending:
                         self._thread = None
                         return
+                deadline = None
+                while self._arriving and len(self._pending) < MAX_GROUP:
+                    now = time.monotonic()
+                    deadline = deadline or now + LINGER_SECONDS
+                    if now >= deadline:
+                        break
+                    self._cond.wait(deadline - now)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             self._commit(group)
 
@@ -101,7 +169,7 @@ class GroupCommit:
         for waiter in group:
             first.setdefault(waiter.row["event_id"], waiter)
         rows = [waiter.row for waiter in first.values()]
-        inserted = self._db.write(lambda session: runs.insert_values(session, rows))
+        inserted = self._queue.run(lambda: self._db.write(lambda session: runs.insert_values(session, rows)))
         for event_id, waiter in first.items():
             waiter.created = event_id in inserted
 
@@ -112,13 +180,17 @@ def _current_exception() -> BaseException:
     return sys.exc_info()[1]
 
 
-_setup_lock = threading.Lock()
-
-
-def create_run(app: Flask, record: RunCreate) -> bool:
-    """Store one run through the app's group commit; True when created."""
-    committer = app.extensions.get("telemetry_group_commit")
-    if committer is None:
+def committer(app: Flask) -> GroupCommit:
+    """The app's (this worker's) group commit."""
+    found = app.extensions.get("telemetry_group_commit")
+    if found is None:
         with _setup_lock:
-            committer = app.extensions.setdefault("telemetry_group_commit", GroupCommit(app.extensions["telemetry_db"]))
-    return committer.insert(run_values(record))
+            found = app.extensions.setdefault(
+                "telemetry_group_commit", GroupCommit(app.extensions["telemetry_db"], writer_queue(app))
+            )
+    return found
+
+
+def create_run(app: Flask, record: RunCreate, *, arrived: bool = False) -> bool:
+    """Store one run through the app's group commit; True when created."""
+    return committer(app).insert(run_values(record), arrived=arrived)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Optional, Union
 from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import current_app, g, request
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from .. import auth, runs
+from .. import auth, group_commit, runs
 from ..errors_domain import DomainError
 from ..records import run_to_dict
 from ..validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
@@ -206,15 +206,27 @@ def on_domain_error(exc: DomainError):
 auth.register(api_bp)
 
 
+@api_bp.before_request
+def announce_single_insert():
+    # Tell the group commit a run is on its way, so that its writer waits for it briefly.
+    if request.endpoint == "api.create_run":
+        group_commit.committer(current_app).arrive()
+        g.group_commit_arrived = True
+
+
+@api_bp.teardown_request
+def forget_single_insert(_exc):
+    if g.pop("group_commit_arrived", False):
+        group_commit.committer(current_app).leave()
+
+
 # ---------------------------------------------------------------- routes
 
 
 @route(api_bp, "/runs", "POST", summary="Create one run (idempotent on event_id)", tags=["runs"],
        body=RunCreate, responses={201: RunCreated, 200: RunDuplicate}, auth="write")
 def create_run(body: RunCreate):
-    from .. import group_commit
-
-    created = group_commit.create_run(current_app, body)
+    created = group_commit.create_run(current_app, body, arrived=g.pop("group_commit_arrived", False))
     if created:
         return {"status": "created", "event_id": body.event_id, "run_id": body.run_id}, 201
     return {"status": "duplicate", "event_id": body.event_id,
@@ -230,7 +242,9 @@ def create_runs_batch(body: RunBatch):
         raise ApiError(413, f"batch holds {len(items)} runs; the limit is {limit} (TELEMETRY_MAX_BATCH_ITEMS)")
     records, errors = validate_items(items)
     if records:
-        outcome = _db().write(lambda session: runs.create_runs(session, records))
+        outcome = group_commit.writer_queue(current_app).run(
+            lambda: _db().write(lambda session: runs.create_runs(session, records))
+        )
         inserted, duplicates = outcome.inserted, outcome.duplicates
     else:
         inserted = duplicates = 0

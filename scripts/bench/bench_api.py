@@ -164,10 +164,16 @@ def bench_console(label: str, env: dict[str, str], args, log: Path) -> list[tupl
         warm = [json.dumps(r).encode() for r in make_runs(200, seed=99)]
         drive(port, "/api/v1/runs", [warm], 4, 201)
 
-        single = [json.dumps(r).encode() for r in make_runs(args.single_runs, seed=1)]
-        processes = max(1, args.single_clients // args.threads_per_process)
-        wall, cpu = drive(port, "/api/v1/runs", split(single, processes), args.threads_per_process, 201)
-        rows.append((label, f"POST /runs x{args.single_clients} clients", len(single), wall, cpu))
+        if "single" not in args.scenarios:
+            single = []
+        else:
+            single = [json.dumps(r).encode() for r in make_runs(args.single_runs, seed=1)]
+        if single:
+            processes = max(1, args.single_clients // args.threads_per_process)
+            wall, cpu = drive(port, "/api/v1/runs", split(single, processes), args.threads_per_process, 201)
+            rows.append((label, f"POST /runs x{args.single_clients} clients", len(single), wall, cpu))
+        if "batch" not in args.scenarios:
+            return rows
 
         records = make_runs(args.batch_records, seed=2)
         bodies = [json.dumps(records[i:i + args.batch]).encode() for i in range(0, len(records), args.batch)]
@@ -221,6 +227,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--batch-clients", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="TELEMETRY_API_THREADS")
+    parser.add_argument("--scenarios", default="single,batch")
+    parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
     from console import migrate
@@ -229,7 +237,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     template = tmp / "template.sqlite"
     migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(template)}))
-    results = baseline(template, tmp, args)
+    results = [] if args.no_baseline else baseline(template, tmp, args)
 
     pg_server = None
     base_env = {**os.environ, "TELEMETRY_SCHEDULER_ENABLED": "false", "TELEMETRY_LOG_LEVEL": "WARNING",
