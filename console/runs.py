@@ -48,13 +48,14 @@ def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     """
     if not rows:
         return set()
-    if session.get_bind().dialect.name == "sqlite":
-        inserted = _insert_sqlite(session, rows)
-    else:
-        inserted = set(session.execute(_insert_statement(), list(rows)).scalars())
-    if inserted:
-        new_rows = rows if len(inserted) == len(rows) else [row for row in rows if row["event_id"] in inserted]
-        rollups.record_changes(session, [(None, row) for row in new_rows])
+    with rollups.own_writes(session):  # record_changes accounts for them: the dirty-hour triggers stay quiet
+        if session.get_bind().dialect.name == "sqlite":
+            inserted = _insert_sqlite(session, rows)
+        else:
+            inserted = set(session.execute(_insert_statement(), list(rows)).scalars())
+        if inserted:
+            new_rows = rows if len(inserted) == len(rows) else [row for row in rows if row["event_id"] in inserted]
+            rollups.record_changes(session, [(None, row) for row in new_rows])
     return inserted
 
 
@@ -268,8 +269,9 @@ def update_run(session: Session, event_id: str, change: RunUpdate, *, now: Optio
     end_time = values.get("end_time")
     if end_time is not None and (old["last_seen_at"] is None or end_time > old["last_seen_at"]):
         values["last_seen_at"] = end_time
-    session.execute(update(agent_runs).where(c.id == old["id"]).values(**values))
-    rollups.record_changes(session, [(_rollup_row(old), {**old, **values})])
+    with rollups.own_writes(session):
+        session.execute(update(agent_runs).where(c.id == old["id"]).values(**values))
+        rollups.record_changes(session, [(_rollup_row(old), {**old, **values})])
     return fields
 
 
@@ -296,7 +298,9 @@ def delete_run(session: Session, event_id: str, *, actor: str = "api", now: Opti
     """Remove a run and its events, and say so in the audit log. NotFound."""
     old = get_run(session, event_id)
     session.execute(delete(run_events).where(run_events.c.event_id == event_id))
-    session.execute(delete(agent_runs).where(c.id == old["id"]))
+    with rollups.own_writes(session):
+        session.execute(delete(agent_runs).where(c.id == old["id"]))
+        rollups.record_changes(session, [(_rollup_row(old), None)])
     detail = {"run_id": old["run_id"], "agent_name": old["agent_name"], "status": old["status"]}
     session.execute(
         audit_log.insert().values(
@@ -304,7 +308,6 @@ def delete_run(session: Session, event_id: str, *, actor: str = "api", now: Opti
             detail=json.dumps(detail, separators=(",", ":")),
         )
     )
-    rollups.record_changes(session, [(_rollup_row(old), None)])
 
 
 # ---------------------------------------------------------------- metadata

@@ -7,7 +7,7 @@ from sqlalchemy import insert, select
 
 from console.models import audit_log, run_events
 from console.timeutil import utcnow
-from tests.console.conftest import post_run
+from tests.console.conftest import post_run, run_body
 
 
 def test_patch_updates_given_fields_and_names_them(client):
@@ -119,3 +119,18 @@ def test_self_hosted_host_mapped_by_setting(make_app):
 def test_urls_of_unknown_run_are_404(client):
     assert client.get("/api/v1/runs/nope/commit-url").status_code == 404
     assert client.get("/api/v1/runs/nope/repo-url").status_code == 404
+
+
+def test_rollups_stay_true_through_every_run_write(client, db):
+    from console import rollups
+    from tests.console.rollup_check import assert_rollups_match
+
+    one = post_run(client, status="success", duration_ms=1200, items_succeeded=3)
+    batch = [run_body(status="failed", duration_ms=50) for _ in range(3)]
+    assert client.post("/api/v1/runs/batch", json=batch + [batch[0]]).status_code == 201
+    assert client.patch(f"/api/v1/runs/{one['event_id']}", json={"status": "partial", "duration_ms": 99999}).status_code == 200
+    assert client.patch(f"/api/v1/runs/{batch[0]['event_id']}", json={"error_summary": "x"}).status_code == 200
+    assert client.delete(f"/api/v1/runs/{batch[1]['event_id']}").status_code == 204
+    assert_rollups_match(db)
+    with db.read() as session:
+        assert not rollups.has_dirty(session)  # our own writes are accounted for, not left to reconcile
