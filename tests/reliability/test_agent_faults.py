@@ -132,7 +132,7 @@ def test_garbage_and_a_truncated_last_line_in_the_spool_are_skipped_with_a_repor
     assert sync.returncode == 0, sync.stdout + sync.stderr
     assert "rejected" in sync.stderr  # the report on stderr ...
     dead = [json.loads(x) for p in raw.glob("rejected_*.ndjson") for x in p.read_text().splitlines()]
-    assert len(dead) >= 5 and all(d["reason"] for d in dead)  # ... and in the dead-letter file
+    assert len(dead) == 7 and all(d["reason"] for d in dead)  # 5 garbage + 2 torn, in the dead-letter file
     db = env["TELEMETRY_DB_PATH"]
     rows = sqlite_rows(db, "SELECT status, items_succeeded FROM agent_runs WHERE event_id = 'evt-garbage-1'")
     assert rows == [("success", 40)]

@@ -166,7 +166,7 @@ def run_killed_agents(tmp_path, sqlite_template, consoles, agents: int, max_life
 def test_fifty_agents_killed_at_random_moments_lose_nothing_and_duplicate_nothing(
     tmp_path, sqlite_template, consoles
 ):
-    run_killed_agents(tmp_path, sqlite_template, consoles, agents=50, max_life=1.5, name="agents_killed")
+    run_killed_agents(tmp_path, sqlite_template, consoles, agents=50, max_life=3.0, name="agents_killed")
 
 
 @pytest.mark.soak

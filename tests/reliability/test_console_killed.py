@@ -149,7 +149,7 @@ def check_kill_under_load(kind, request, tmp_path, consoles, senders, batches, s
 def test_console_killed_under_load_loses_no_acknowledged_record_and_stores_none_twice(
     kind, request, tmp_path, consoles
 ):
-    check_kill_under_load(kind, request, tmp_path, consoles, senders=3, batches=40, size=50, kills=1,
+    check_kill_under_load(kind, request, tmp_path, consoles, senders=3, batches=60, size=50, kills=2,
                           name=f"console_killed_{kind}")
 
 

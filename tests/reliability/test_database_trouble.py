@@ -184,7 +184,7 @@ def check_postgres_restart(tmp_path, consoles, restarts: int, down_seconds: floa
 
 
 def test_postgresql_restarted_mid_load_answers_503_with_retry_after_and_recovers_by_itself(tmp_path, consoles):
-    check_postgres_restart(tmp_path, consoles, restarts=1, down_seconds=2.0, name="postgres_restart")
+    check_postgres_restart(tmp_path, consoles, restarts=2, down_seconds=2.0, name="postgres_restart")
 
 
 @pytest.mark.soak
