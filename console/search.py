@@ -3,9 +3,10 @@
 A run matches when `q` is a substring of its run_id or error_summary
 (case-insensitive for ASCII), or a prefix of its event_id (exact case).
 
-SQLite: the FTS5 trigram table `runs_search` (migration 0006, detail=none) answers
-the substring for 3 characters or more; shorter strings, or strings holding a LIKE
-wildcard, fall back to LIKE on agent_runs (a scan, stopped early by LIMIT).
+SQLite: the FTS5 trigram table `runs_search` (migration 0006) answers the substring
+for 3 characters or more as a phrase query (exact from the index: no row is read
+to check it); shorter strings fall back to LIKE on agent_runs (a scan, stopped
+early by LIMIT).
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
@@ -39,12 +40,13 @@ def _event_id_prefix(q: str) -> ColumnElement[bool]:
 COMMON_MATCHES = 2000
 
 
+def _phrase(q: str) -> str:
+    return '"' + q.replace('"', '""') + '"'
+
+
 def _is_common(session: Session, q: str) -> bool:
-    probe = text(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM runs_search WHERE run_id LIKE :p LIMIT :n)) "
-        "+ (SELECT count(*) FROM (SELECT 1 FROM runs_search WHERE error_summary LIKE :p LIMIT :n))"
-    )
-    return session.execute(probe, {"p": f"%{q}%", "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
+    probe = text("SELECT count(*) FROM (SELECT 1 FROM runs_search WHERE runs_search MATCH :p LIMIT :n)")
+    return session.execute(probe, {"p": _phrase(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
 
 
 def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnElement[bool]:
@@ -56,12 +58,8 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
     if dialect == "postgresql":
         substring = text(f"{PG_SEARCH_TEXT} ILIKE :lt_q ESCAPE '\\'").bindparams(lt_q=_like_pattern(q))
         return or_(substring, _event_id_prefix(q))
-    plain = not any(ch in q for ch in "%_\\")
-    if len(q) >= 3 and plain and not (session is not None and _is_common(session, q)):
-        matches = text(
-            "SELECT rowid FROM runs_search WHERE run_id LIKE :lt_q "
-            "UNION SELECT rowid FROM runs_search WHERE error_summary LIKE :lt_q"
-        ).bindparams(lt_q=f"%{q}%")
+    if len(q) >= 3 and not (session is not None and _is_common(session, q)):
+        matches = text("SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_q").bindparams(lt_q=_phrase(q))
         return or_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _event_id_prefix(q))
     pattern = _like_pattern(q)
     return or_(

@@ -1,7 +1,7 @@
 """Free-text search over run_id and error_summary (the `q` filter; event_id by prefix).
 
 SQLite: an FTS5 table with the trigram tokenizer over agent_runs (external
-content, detail=none, kept in sync by triggers; event_id is left out: a UUID's
+content, kept in sync by triggers; event_id is left out: a UUID's
 trigrams would double the cost of every insert, and its unique index already
 answers a prefix). PostgreSQL: a pg_trgm GIN index on the same
 text (when the pg_trgm extension is available). console/search.py builds the
@@ -30,7 +30,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
             f"CREATE VIRTUAL TABLE runs_search USING fts5({COLUMNS}, content='agent_runs', "
-            "content_rowid='id', tokenize='trigram', detail=none)"
+            "content_rowid='id', tokenize='trigram')"
         )
         op.execute(
             "CREATE TRIGGER runs_search_insert AFTER INSERT ON agent_runs BEGIN "

@@ -71,3 +71,14 @@ def test_the_index_follows_updates_and_deletes(seeded, client):
     assert matches(seeded, "zombie") == ["ffee0000-cccc"]
     client.delete("/api/v1/runs/0a1b2c3d-aaaa")
     assert matches(seeded, "nightly") == ["ffee0000-cccc"]
+
+
+def test_quotes_and_wildcards_in_a_long_term_are_literal(client, db):
+    lines = [line("run_ended", "2026-01-12T10:00:00Z", {"status": "failure", "error_summary": error},
+                  event_id=f"e{i}", run_id=f"r{i}") for i, error in enumerate(['said "hello" twice', "50% done",
+                                                                                  "a_b c"])]
+    client.post("/api/v1/ingest", json=lines)
+    assert matches(db, '"hello"') == ["e0"]
+    assert matches(db, "50% d") == ["e1"]
+    assert matches(db, "a_b") == ["e2"]
+    assert matches(db, "a%b") == []
