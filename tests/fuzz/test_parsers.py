@@ -216,3 +216,20 @@ def check_reader(path: Path, data: bytes, limit: int) -> None:
             break
         offset = new
     assert seen == data.split(b"\n")[:-1]  # every complete line once; an unterminated tail waits
+
+
+@pytest.mark.soak
+def test_soak_every_property_with_many_more_examples(api_client):
+    """`make soak` runs each property above again; with TELEMETRY_SOAK=1 they draw 2,000 (or 500) examples."""
+    assert SOAK
+    for prop in (test_every_written_form_of_an_aware_time_parses_back_to_the_same_instant,
+                 test_the_stored_text_form_sorts_like_the_instants,
+                 test_any_text_is_a_utc_time_or_a_value_error_never_another_exception,
+                 test_the_sdk_and_the_console_normalise_every_status_the_same_way,
+                 test_commit_and_repo_urls_for_every_spelling_of_a_known_host,
+                 test_any_repo_text_gives_a_link_to_a_known_host_or_none_and_never_raises,
+                 test_the_ingest_parser_judges_every_line_and_never_raises,
+                 test_every_line_the_sdk_writes_is_a_line_the_console_accepts,
+                 test_the_spool_reader_returns_whole_lines_only_and_always_moves_forward):
+        prop()
+    test_any_time_filter_is_answered_below_500(api_client)
