@@ -106,16 +106,23 @@ def run_stats(
     items: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ITEM_NAMES, 0))
     durations: dict[Any, int] = defaultdict(int)
     periods: dict[Any, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    starts: dict[Any, str] = {}  # the same few hundred periods recur for every agent
     for agent, status, period_start, runs, duration_sum, *item_sums in rows:
         if not runs:
             continue
-        start = format_utc(hour_of(period_start))
+        start = starts.get(period_start)
+        if start is None:
+            start = starts[period_start] = format_utc(hour_of(period_start))
+        runs = int(runs)
+        finished_ms = int(duration_sum or 0) if status != "running" else 0
+        item_values = [int(v or 0) for v in item_sums]
         for key in (agent, None):
-            counts[key][status] += int(runs)
-            durations[key] += int(duration_sum or 0) if status != "running" else 0
-            for name, value in zip(ITEM_NAMES, item_sums, strict=True):
-                items[key][name] += int(value or 0)
-            periods[key][start][status] += int(runs)
+            counts[key][status] += runs
+            durations[key] += finished_ms
+            block_items = items[key]
+            for name, value in zip(ITEM_NAMES, item_values, strict=True):
+                block_items[name] += value
+            periods[key][start][status] += runs
     hist: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for agent, bucket_index, runs in histograms:
         hist[agent][int(bucket_index)] += int(runs)

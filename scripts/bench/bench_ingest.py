@@ -308,11 +308,19 @@ def main() -> None:
     parser.add_argument("--journal", default="DELETE")
     parser.add_argument("--synchronous", default="FULL")
     parser.add_argument("--database-url", default=None, help="benchmark PostgreSQL instead of SQLite")
+    parser.add_argument("--pgserver", action="store_true",
+                        help="benchmark PostgreSQL on a throw-away server from the pgserver package")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     results = []
+    server = None
+    if args.pgserver:
+        import pgserver
+
+        server = pgserver.get_server(workdir / "pg", cleanup_mode="stop")
+        args.database_url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     try:
         if not args.no_baseline and not args.database_url:
             from console import migrate
@@ -327,6 +335,8 @@ def main() -> None:
             for scenario in args.scenarios.split(","):
                 results.append(run_console(args, workers, scenario, workdir))
     finally:
+        if server is not None:
+            server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
     backend = "PostgreSQL" if args.database_url else f"SQLite journal={args.journal} synchronous={args.synchronous}"
