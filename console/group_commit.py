@@ -9,12 +9,11 @@ One fsync serves many requests; no request is answered before its commit.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Optional, TypeVar
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from flask import Flask
 
@@ -22,6 +21,7 @@ from . import runs
 from .db import Database, DatabaseUnavailable
 from .records import run_values
 from .validation import RunCreate
+from .writelock import queued_write
 
 # The writer thread ends after this long without work (a new request restarts it).
 IDLE_SECONDS = 10.0
@@ -31,46 +31,7 @@ MAX_GROUP = 512
 # parsed and validated, so that they join this commit rather than wait for the next.
 LINGER_SECONDS = 0.002
 
-T = TypeVar("T")
-_setup_lock = threading.RLock()  # committer() creates the writer queue while holding it
-
-
-class WriterQueue:
-    """Hands the SQLite write lock from process to process in arrival order.
-
-    Two workers writing one SQLite file otherwise meet in SQLite's busy handler,
-    which polls with sleeps of up to 100 ms; an flock on `{db}.write.lock` wakes
-    the next writer as soon as the lock is free. (BEGIN IMMEDIATE still guards
-    correctness for writers that do not take it.) A no-op on PostgreSQL.
-    """
-
-    def __init__(self, db: Database):
-        self._path = db.settings.lock_path("write") if db.settings.is_sqlite else None
-        self._thread_lock = threading.Lock()
-        self._handle = None
-        self._pid = os.getpid()
-
-    def run(self, work: Callable[[], T]) -> T:
-        if self._path is None:
-            return work()
-        with self._thread_lock:
-            if self._handle is None or self._pid != os.getpid():
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle, self._pid = open(self._path, "a+b"), os.getpid()  # noqa: SIM115 - held for the process
-            fcntl.flock(self._handle, fcntl.LOCK_EX)
-            try:
-                return work()
-            finally:
-                fcntl.flock(self._handle, fcntl.LOCK_UN)
-
-
-def writer_queue(app: Flask) -> WriterQueue:
-    """The app's (this worker's) WriterQueue."""
-    found = app.extensions.get("telemetry_writer_queue")
-    if found is None:
-        with _setup_lock:
-            found = app.extensions.setdefault("telemetry_writer_queue", WriterQueue(app.extensions["telemetry_db"]))
-    return found
+_setup_lock = threading.Lock()
 
 
 class _Waiter:
@@ -87,9 +48,8 @@ class _Waiter:
 class GroupCommit:
     """One writer thread per process, fed by the request threads."""
 
-    def __init__(self, db: Database, queue: WriterQueue):
+    def __init__(self, db: Database):
         self._db = db
-        self._queue = queue
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Waiter] = []
         self._thread: Optional[threading.Thread] = None
@@ -169,7 +129,7 @@ class GroupCommit:
         for waiter in group:
             first.setdefault(waiter.row["event_id"], waiter)
         rows = [waiter.row for waiter in first.values()]
-        inserted = self._queue.run(lambda: self._db.write(lambda session: runs.insert_values(session, rows)))
+        inserted = queued_write(self._db, lambda session: runs.insert_values(session, rows))
         for event_id, waiter in first.items():
             waiter.created = event_id in inserted
 
@@ -185,9 +145,7 @@ def committer(app: Flask) -> GroupCommit:
     found = app.extensions.get("telemetry_group_commit")
     if found is None:
         with _setup_lock:
-            found = app.extensions.setdefault(
-                "telemetry_group_commit", GroupCommit(app.extensions["telemetry_db"], writer_queue(app))
-            )
+            found = app.extensions.setdefault("telemetry_group_commit", GroupCommit(app.extensions["telemetry_db"]))
     return found
 
 

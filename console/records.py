@@ -19,7 +19,7 @@ INTERNAL_COLUMNS = {"last_seen_at", "last_heartbeat_at", "stale_marked_at", "sta
 def run_values(record: RunCreate, now: datetime | None = None) -> dict[str, Any]:
     """Column values for inserting `record` (defaults filled in, status canonical)."""
     now = now or utcnow()
-    values = record.model_dump(exclude_unset=False)
+    values = dict(record.__dict__)  # the validated fields, as model_dump() gives them, without its cost
     values["api_posted"] = 1 if record.api_posted else 0
     values["created_at"] = record.created_at or now
     values["updated_at"] = now

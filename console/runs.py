@@ -220,7 +220,7 @@ def filter_conditions(session: Session, filters: RunFilters) -> list:
     if filters.start_time_to is not None:
         conditions.append(c.start_time <= parse_time_filter("start_time_to", filters.start_time_to))
     if filters.q:
-        conditions.append(search.q_filter(session.get_bind().dialect.name, filters.q))
+        conditions.append(search.q_filter(session.get_bind().dialect.name, filters.q, session=session))
     return conditions
 
 

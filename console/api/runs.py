@@ -21,6 +21,7 @@ from .. import auth, group_commit, runs
 from ..errors_domain import DomainError
 from ..records import run_to_dict
 from ..validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
+from ..writelock import queued_write
 from . import api_bp
 from .errors import ApiError, error_response
 from .spec import route
@@ -242,9 +243,7 @@ def create_runs_batch(body: RunBatch):
         raise ApiError(413, f"batch holds {len(items)} runs; the limit is {limit} (TELEMETRY_MAX_BATCH_ITEMS)")
     records, errors = validate_items(items)
     if records:
-        outcome = group_commit.writer_queue(current_app).run(
-            lambda: _db().write(lambda session: runs.create_runs(session, records))
-        )
+        outcome = queued_write(_db(), lambda session: runs.create_runs(session, records))
         inserted, duplicates = outcome.inserted, outcome.duplicates
     else:
         inserted = duplicates = 0
