@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,8 +20,7 @@ from console.jobs import history
 from console.jobs.backup import BackupError, list_backups, restore, take_backup
 from console.jobs.scheduler import run_job
 from console.models import agent_runs
-from console.runs import insert_values
-from console.timeutil import utcnow
+from console.timeutil import format_utc, utcnow
 from tests.helpers import ConsoleProcess, free_port
 from tests.jobs.conftest import insert_runs, run_row
 
@@ -35,31 +35,35 @@ def pg_bin_dir() -> str:
 
 
 @pytest.fixture
-def ingest_running(settings):
-    """Another connection inserting runs until the test ends; yields the count written."""
-    writer = Database(settings)
+def ingest_running(console_server):
+    """A real console ingesting runs (POST /api/v1/runs) until the test ends; yields the count written."""
     stop = threading.Event()
     written = [0]
-    errors: list[BaseException] = []
+    failures: list[str] = []
 
     def loop():
+        http = requests.Session()
         while not stop.is_set():
+            body = {"event_id": str(uuid.uuid4()), "run_id": "live", "agent_name": "agent-a", "job_type": "crawl",
+                    "start_time": format_utc(utcnow())}
             try:
-                writer.write(lambda s: insert_values(s, [run_row(created_at=utcnow())]))
-                written[0] += 1
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-            time.sleep(0.002)
+                response = http.post(console_server.url + "/api/v1/runs", json=body, timeout=10)
+                if response.status_code == 201:
+                    written[0] += 1
+                else:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
 
     thread = threading.Thread(target=loop)
     thread.start()
-    while written[0] < 50:
+    deadline = time.monotonic() + 10
+    while written[0] < 50 and time.monotonic() < deadline:
         time.sleep(0.01)
     yield written
     stop.set()
     thread.join()
-    writer.dispose()
-    assert not errors
+    assert not failures, failures[:5]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
