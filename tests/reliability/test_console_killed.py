@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import empty_postgres
 from tests.reliability.support import (
     SOAK,
+    agent_env,
     integrity_check,
     make_console,
     record_figures,
@@ -159,3 +160,55 @@ def test_soak_console_killed_five_times_under_heavier_load(kind, request, tmp_pa
     assert SOAK
     check_kill_under_load(kind, request, tmp_path, consoles, senders=4, batches=300, size=200, kills=5,
                           name=f"console_killed_soak_{kind}")
+
+
+SDK_AGENT = r"""
+import json, os, sys, time
+from telemetry import TelemetryClient
+
+agent, side_path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+side = os.open(side_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+client = TelemetryClient()
+run_id = client.start_run(agent, "stream", run_id=f"{agent}-stream")
+deadline, i = time.monotonic() + seconds, 0
+while time.monotonic() < deadline:
+    client.log_event(run_id, "tick", {"i": i})
+    os.write(side, f"{i}\n".encode())
+    i += 1
+    time.sleep(0.002)
+client.end_run(run_id, status="success", items_succeeded=i)
+left = client.flush(timeout=60)
+print(json.dumps({"handed": i, "left": left, "status": client.status()}), flush=True)
+"""
+
+
+def test_sdk_senders_resume_by_themselves_after_the_console_is_killed(sqlite_template, tmp_path, consoles):
+    env = {**sqlite_env(sqlite_template, tmp_path, "WAL", "NORMAL"), "TELEMETRY_API_WORKERS": "2"}
+    console = make_console(env, tmp_path)
+    consoles.append(console)
+    console.start()
+    procs = []
+    for k in range(3):  # three machines: three base dirs, three senders
+        side = tmp_path / f"sdk-{k}.log"
+        procs.append(subprocess.Popen([sys.executable, "-c", SDK_AGENT, f"sdk{k}", str(side), "5"],
+                                      env=agent_env(tmp_path / f"base-{k}", console.url),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    time.sleep(2.0)
+    console.kill()
+    time.sleep(1.0)
+    console.start()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.splitlines()[-1]))
+    assert all(r["left"] == 0 and r["status"]["records_lost"] == 0 for r in results), results
+    for k, r in enumerate(results):
+        rows = store_rows(env, "SELECT count(*), count(DISTINCT e.uid), min(r.status), max(r.items_succeeded) "
+                               "FROM run_events e JOIN agent_runs r ON r.event_id = e.event_id "
+                               "WHERE r.run_id = :run", {"run": f"sdk{k}-stream"})
+        assert tuple(rows[0]) == (r["handed"], r["handed"], "success", r["handed"]), (k, rows, r["handed"])
+    assert integrity_check(env["TELEMETRY_DB_PATH"]) == "ok"
+    record_figures("console_killed_sdk_senders", {
+        "agents": 3, "events_handed": [r["handed"] for r in results], "lost": 0, "duplicates": 0,
+        "duplicates_answered_on_replay": [r["status"]["duplicates"] for r in results]})
