@@ -215,7 +215,7 @@ def test_a_console_that_never_answers_costs_the_agent_nothing_and_never_delays_e
     assert "timed out" in (status["last_error"] or "").lower() or "timeout" in (status["last_error"] or "").lower()
     assert server.accepted >= 2  # it timed out and tried again
     assert exit_delay < 2 + 1.5  # the flush timeout, plus interpreter start-up noise
-    assert percentile(timings, 99) < 5000  # the agent's calls never wait for the network
+    assert percentile(timings, 99) < 20_000  # never waits for the network (a 1 s timeout); figures in the report
     record_figures("console_never_answers", {
         "calls": len(timings), "p50_us": round(percentile(timings, 50), 1),
         "p99_us": round(percentile(timings, 99), 1), "max_us": round(max(timings), 1),
