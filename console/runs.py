@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any, Optional
 
 from sqlalchemy import and_, delete, or_, select, text, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from . import rollups, search
@@ -34,10 +33,6 @@ c = agent_runs.c
 # ---------------------------------------------------------------- create
 
 
-def _insert_statement():
-    return postgresql.insert(agent_runs).on_conflict_do_nothing(index_elements=["event_id"]).returning(c.event_id)
-
-
 def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Insert prepared column values (unique event_ids), skipping stored event_ids.
 
@@ -52,7 +47,7 @@ def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
         if session.get_bind().dialect.name == "sqlite":
             inserted = _insert_sqlite(session, rows)
         else:
-            inserted = set(session.execute(_insert_statement(), list(rows)).scalars())
+            inserted = _insert_postgresql(session, rows)
         if inserted:
             new_rows = rows if len(inserted) == len(rows) else [row for row in rows if row["event_id"] in inserted]
             rollups.record_changes(session, [(None, row) for row in new_rows])
@@ -102,6 +97,38 @@ def _insert_sqlite(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[s
             inserted.update(event_id for (event_id,) in cursor.fetchall())
     finally:
         cursor.close()
+    return inserted
+
+
+def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """One-row INSERT ... ON CONFLICT DO NOTHING RETURNING, sent as a psycopg pipelined executemany.
+
+    (SQLAlchemy's multi-row VALUES statement of 500 rows is re-parsed by psycopg on
+    every call, which cost more than the insert itself.)
+    """
+    from psycopg.types.json import Jsonb
+
+    columns = list(rows[0])
+    pick = operator.itemgetter(*columns)
+    documents = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
+    params = []
+    for row in rows:
+        values = list(pick(row))
+        for i in documents:
+            if values[i] is not None:
+                values[i] = Jsonb(values[i])
+        params.append(values)
+    sql = (f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+           "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+    inserted: set[str] = set()
+    with session.connection().connection.driver_connection.cursor() as cursor:
+        cursor.executemany(sql, params, returning=True)
+        while True:
+            found = cursor.fetchone()
+            if found is not None:
+                inserted.add(found[0])
+            if not cursor.nextset():
+                break
     return inserted
 
 
