@@ -239,7 +239,7 @@ def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str]
                     "INSERT INTO ingested_lines (id, received_at) SELECT i, :now FROM unnest(CAST(:ids AS text[])) AS i "
                     "ON CONFLICT DO NOTHING RETURNING id"
                 ),
-                {"ids": ids, "now": now},
+                {"ids": sorted(ids), "now": now},  # one order for every writer: no deadlock
             ).scalars()
         )
     else:

@@ -101,3 +101,17 @@ def test_heartbeat_errors(client):
     make_run(client)
     assert client.post("/api/v1/runs/ev-1/heartbeat", json={"timestamp": "yesterday"}).status_code == 422
     assert client.post("/api/v1/runs/ev-1/heartbeat", data="{", content_type="application/json").status_code == 400
+
+
+def test_too_many_events_in_one_request_is_413(env):
+    from console import create_app
+    from console.settings import load_settings
+
+    app = create_app(load_settings({**env, "TELEMETRY_MAX_BATCH_ITEMS": "2"}), {"TESTING": True})
+    try:
+        client = app.test_client()
+        make_run(client)
+        response = client.post("/api/v1/runs/ev-1/events", json=[{"event_type": "x"}] * 3)
+        assert response.status_code == 413
+    finally:
+        app.extensions["telemetry_db"].dispose()

@@ -206,3 +206,41 @@ def test_a_batch_mixing_new_stored_and_seen_lines(client, db):
     assert get_run(client, "new")["status"] == "running"
     assert len(client.get("/api/v1/runs/new/events").json) == 1
     assert_rollups_match(db)
+
+
+def test_concurrent_replays_of_one_batch_apply_each_line_once(db):
+    import threading
+
+    from console.ingest import ingest, parse_lines, prepare
+
+    lines = []
+    for i in range(40):
+        lines.append(line("run_started", "2026-01-12T10:00:00Z", event_id=f"c{i}", run_id=f"c{i}"))
+        lines.append(line("event", "2026-01-12T10:01:00Z", {"event_type": "x"}, event_id=f"c{i}", run_id=f"c{i}"))
+        lines.append(line("run_ended", "2026-01-12T10:02:00Z", {"status": "success"}, event_id=f"c{i}", run_id=f"c{i}"))
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def send():
+        try:
+            prepared = prepare(parse_lines(lines), dialect=db.dialect)
+            barrier.wait()
+            results.append(db.write(lambda session: ingest(session, prepared=prepared)))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(r.accepted for r in results) == len(lines)
+    assert sum(r.duplicates for r in results) == 3 * len(lines)
+    with db.read() as session:
+        import sqlalchemy as sa
+
+        assert session.execute(sa.text("SELECT count(*) FROM agent_runs")).scalar() == 40
+        assert session.execute(sa.text("SELECT count(*) FROM run_events")).scalar() == 40
+        assert session.execute(sa.text("SELECT count(*) FROM agent_runs WHERE status = 'success'")).scalar() == 40
+    assert_rollups_match(db)
