@@ -196,11 +196,12 @@ class SilentServer:
             conn.close()
 
 
-def test_a_console_that_never_answers_costs_the_agent_nothing_and_never_delays_exit(tmp_path):
+@pytest.mark.parametrize("seconds", [4.0, 0.3], ids=["in-backoff-at-exit", "request-in-flight-at-exit"])
+def test_a_console_that_never_answers_costs_the_agent_nothing_and_never_delays_exit(seconds, tmp_path):
     server = SilentServer()
     try:
         base = tmp_path / "agent-base"
-        proc = subprocess.run([sys.executable, "-c", HANGING_AGENT, "4"],
+        proc = subprocess.run([sys.executable, "-c", HANGING_AGENT, str(seconds)],
                               env=agent_env(base, server.url, TELEMETRY_FLUSH_TIMEOUT="2"),
                               capture_output=True, text=True, timeout=60)
         exited_at = time.time()
@@ -212,11 +213,12 @@ def test_a_console_that_never_answers_costs_the_agent_nothing_and_never_delays_e
     timings = result["timings_us"]
     status = result["status"]
     assert status["records_lost"] == 0 and status["pending"] > 0  # kept on disk for the next process
-    assert "timed out" in (status["last_error"] or "").lower() or "timeout" in (status["last_error"] or "").lower()
-    assert server.accepted >= 2  # it timed out and tried again
+    if seconds > 3:
+        assert "timed out" in (status["last_error"] or "").lower() or "timeout" in (status["last_error"] or "").lower()
+    assert server.accepted >= (2 if seconds > 3 else 1)  # it timed out and tried again
     assert exit_delay < 2 + 1.5  # the flush timeout, plus interpreter start-up noise
     assert percentile(timings, 99) < 20_000  # never waits for the network (a 1 s timeout); figures in the report
-    record_figures("console_never_answers", {
+    record_figures(f"console_never_answers_{seconds:g}s", {
         "calls": len(timings), "p50_us": round(percentile(timings, 50), 1),
         "p99_us": round(percentile(timings, 99), 1), "max_us": round(max(timings), 1),
         "connections_tried": server.accepted, "exit_delay_seconds": round(exit_delay, 2),
