@@ -4,7 +4,8 @@
 (console/rollups.py). On SQLite, triggers count per hour every row change made
 to the rolled-up columns into `rollup_dirty`; the console subtracts its own
 changes, so a non-zero count marks an hour changed by another tool, which the
-background reconcile recomputes. The tables are filled from agent_runs here.
+background reconcile recomputes. Rows already stored (an adopted file) are rolled
+up here, once.
 
 Revision ID: 0004
 Revises: 0003
@@ -12,6 +13,8 @@ Create Date: 2026-11-26
 """
 
 from __future__ import annotations
+
+import math
 
 import sqlalchemy as sa
 from alembic import op
@@ -128,10 +131,61 @@ def upgrade() -> None:
             f"CREATE TRIGGER rollup_dirty_update AFTER UPDATE OF {', '.join(ROLLED_COLUMNS)} ON agent_runs "
             f"WHEN {_UNGUARDED} AND ({changed}) BEGIN {_mark('OLD')} {_mark('NEW')} END"
         )
-    # Existing rows (an adopted file): mark every hour dirty; the console's first
-    # reconcile (or `python -m console rollups rebuild`) fills the tables.
-    hour = _HOUR.format(row="agent_runs") if sqlite else "date_trunc('hour', start_time)"
-    op.execute(f"INSERT INTO rollup_dirty (hour, changes) SELECT {hour}, count(*) FROM agent_runs GROUP BY 1")
+    _fill_from_existing_runs(sqlite)
+
+
+# The log-scale duration buckets of console/rollups.py, frozen here as of this
+# revision: bucket 0 holds 0 ms, bucket b >= 1 holds [g**(b-1), g**b) with g = 2**(1/4).
+_LOG_GAMMA = repr(math.log(2**0.25))
+_MAX_BUCKET = 200
+
+
+def _fill_from_existing_runs(sqlite: bool) -> None:
+    """An adopted file already holds runs: compute their rollups once, here."""
+    bind = op.get_bind()
+    if bind.exec_driver_sql("SELECT 1 FROM agent_runs LIMIT 1").first() is None:
+        return
+    if sqlite:
+        try:
+            bind.exec_driver_sql("SELECT ln(2)")
+        except sa.exc.OperationalError:  # SQLite built without its math functions
+            bind.connection.driver_connection.create_function("ln", 1, math.log, deterministic=True)
+            bind.connection.driver_connection.create_function("floor", 1, math.floor, deterministic=True)
+    hour = _HOUR.format(row="agent_runs") if sqlite else "date_trunc('hour', start_time, 'UTC')"
+    day = "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'" if sqlite else "date_trunc('day', hour, 'UTC')"
+    least = "min" if sqlite else "least"
+    bucket = (
+        "CASE WHEN duration_ms IS NULL OR duration_ms < 1 THEN 0 ELSE "
+        f"{least}({_MAX_BUCKET}, CAST(floor(ln(duration_ms) / {_LOG_GAMMA} + 1e-9) AS INTEGER) + 1) END"
+    )
+    sums = ", ".join(("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    run_sums = "count(*), coalesce(sum(duration_ms), 0), " + ", ".join(f"coalesce(sum({n}), 0)" for n in ITEM_COLUMNS)
+    summed = ", ".join(f"sum({c})" for c in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    op.execute(
+        f"INSERT INTO run_rollups (hour, agent_name, status, {sums}) "
+        f"SELECT {hour}, agent_name, status, {run_sums} FROM agent_runs GROUP BY 1, 2, 3"
+    )
+    op.execute(
+        "INSERT INTO run_rollup_durations (hour, agent_name, status, bucket, runs) "
+        f"SELECT {hour}, agent_name, status, {bucket}, count(*) FROM agent_runs WHERE status <> 'running' "
+        "GROUP BY 1, 2, 3, 4"
+    )
+    op.execute(
+        f"INSERT INTO run_rollup_days (day, agent_name, status, {sums}) "
+        f"SELECT {day}, agent_name, status, {summed} FROM run_rollups GROUP BY 1, 2, 3"
+    )
+    op.execute(
+        "INSERT INTO run_rollup_day_durations (day, agent_name, bucket, runs) "
+        f"SELECT {day}, agent_name, bucket, sum(runs) FROM run_rollup_durations GROUP BY 1, 2, 3"
+    )
+    op.execute(
+        f"INSERT INTO run_rollup_totals (agent_name, status, {sums}) "
+        f"SELECT agent_name, status, {summed} FROM run_rollup_days GROUP BY 1, 2"
+    )
+    op.execute(
+        "INSERT INTO run_rollup_total_durations (agent_name, bucket, runs) "
+        "SELECT agent_name, bucket, sum(runs) FROM run_rollup_day_durations GROUP BY 1, 2"
+    )
 
 
 def downgrade() -> None:

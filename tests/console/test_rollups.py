@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from console import rollups
+from console import rollups, stats
 from tests.console.rollup_check import assert_rollups_match
 from tests.console.test_ingest import line
 from tests.helpers import ROOT
@@ -150,12 +150,46 @@ def test_rebuild_command_restores_wrecked_rollups(client, db, env):
     assert_rollups_match(db)
 
 
-def test_migration_downgrade_and_upgrade_keep_the_schema_usable(settings, client):
+def test_migration_downgrade_and_upgrade_keep_the_schema_usable(settings, client, db):
     from console import migrate
 
     client.post("/api/v1/ingest", json=[line("run_started", "2026-01-12T10:00:00Z")])
+    client.post(
+        "/api/v1/ingest",
+        json=[
+            line(
+                "run_ended",
+                "2026-01-12T11:00:00Z",
+                {"status": "success", "duration_ms": 12345},
+                event_id="e2",
+                start_time="2026-01-12T11:00:00Z",
+            )
+        ],
+    )
     migrate.downgrade(settings, "0003")
     migrate.upgrade(settings)
-    # Existing rows were marked dirty by the upgrade; the first read reconciles them.
+    # The upgrade rolled up the rows already stored.
+    assert_rollups_match(db)
     body = client.get("/api/v1/stats?since=2026-01-01").json
-    assert body["overall"]["counts"] == {"running": 1}
+    assert body["overall"]["counts"] == {"running": 1, "success": 1}
+
+
+def test_an_adopted_legacy_file_is_rolled_up_by_the_upgrade(tmp_path):
+    from console import migrate
+    from console.db import Database
+    from console.settings import load_settings
+    from tests.console.legacy import build_legacy_file
+
+    path = tmp_path / "legacy.sqlite"
+    counts = build_legacy_file(path, runs=2000)
+    settings = load_settings({"TELEMETRY_DB_PATH": str(path), "TELEMETRY_BASE_DIR": str(tmp_path / "base")})
+    migrate.upgrade(settings)
+    db = Database(settings)
+    try:
+        assert_rollups_match(db)
+        with db.read() as session:
+            assert not rollups.has_dirty(session)
+            totals = stats.totals_by_agent(session)
+        assert sum(n for by_status in totals.values() for n in by_status.values()) == counts["agent_runs"]
+    finally:
+        db.dispose()
