@@ -459,23 +459,26 @@ def _insert_runs(session: Session, rows: list[Any]) -> None:
     session.connection().exec_driver_sql(_INSERT_SQL, params)
 
 
+_TIME_INDEXES = [i for i, name in enumerate(_RUN_COLUMNS) if name in _TIME_COLUMNS]
+_JSON_INDEXES = [i for i, name in enumerate(_RUN_COLUMNS) if name in _JSON_COLUMNS]
+
+
 def _driver_rows(rows: list[dict[str, Any]]) -> list[tuple]:
     """Rows as SQLite's driver takes them, converted exactly as the column types do."""
     params = []
     times: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
     for row in rows:
-        values = []
-        for name in _RUN_COLUMNS:
-            value = row[name]
+        values = [row[name] for name in _RUN_COLUMNS]
+        for i in _TIME_INDEXES:
+            value = values[i]
             if value is not None:
-                if name in _TIME_COLUMNS:
-                    text_value = times.get(value)
-                    if text_value is None:
-                        text_value = times[value] = format_utc(value)
-                    value = text_value
-                elif name in _JSON_COLUMNS:
-                    value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-            values.append(value)
+                text_value = times.get(value)
+                if text_value is None:
+                    text_value = times[value] = format_utc(value)
+                values[i] = text_value
+        for i in _JSON_INDEXES:
+            if values[i] is not None:
+                values[i] = json.dumps(values[i], separators=(",", ":"), ensure_ascii=False)
         params.append(tuple(values))
     return params
 
