@@ -27,9 +27,9 @@ from .writelock import queued_write
 IDLE_SECONDS = 10.0
 # At most this many runs in one transaction.
 MAX_GROUP = 512
-# How long the writer waits for requests that have arrived but are still being
-# parsed and validated, so that they join this commit rather than wait for the next.
-LINGER_SECONDS = 0.002
+# How long the writer waits for the clients its last commit released, and for
+# requests still being parsed, so that they join this commit rather than the next.
+LINGER_SECONDS = 0.005
 
 _setup_lock = threading.Lock()
 
@@ -87,21 +87,27 @@ class GroupCommit:
         return waiter.created
 
     def _run(self) -> None:
+        # The clients a commit releases usually send their next run at once; waiting a
+        # moment for them (and for requests still being parsed) merges them into the
+        # next group instead of leaving two half-size groups to alternate.
+        expected = 0
         while True:
             with self._cond:
                 while not self._pending:
                     if not self._cond.wait(IDLE_SECONDS) and not self._pending:
                         self._thread = None
                         return
-                deadline = None
-                while self._arriving and len(self._pending) < MAX_GROUP:
-                    now = time.monotonic()
-                    deadline = deadline or now + LINGER_SECONDS
-                    if now >= deadline:
+                wanted = min(MAX_GROUP, expected)
+                deadline = time.monotonic() + LINGER_SECONDS
+                while len(self._pending) < MAX_GROUP and (self._arriving or len(self._pending) < wanted):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         break
-                    self._cond.wait(deadline - now)
+                    self._cond.wait(remaining)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             self._commit(group)
+            with self._cond:
+                expected = len(self._pending) + len(group)
 
     def _commit(self, group: list[_Waiter]) -> None:
         try:
