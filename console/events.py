@@ -12,8 +12,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import rollups
-from .ingest import _dialect_insert, load_runs, lock_runs
 from .models import agent_runs, run_events
+from .runstore import dialect_insert, load_runs, lock_runs
 from .stale import sign_of_life
 from .timeutil import format_utc, parse_timestamp, utcnow
 
@@ -111,7 +111,7 @@ def add_events(
     inserted = 0
     for start in range(0, len(values), 1000):
         statement = (
-            _dialect_insert(session, run_events)
+            dialect_insert(session, run_events)
             .values(values[start : start + 1000])
             .on_conflict_do_nothing(index_elements=["uid"])
             .returning(run_events.c.id)

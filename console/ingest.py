@@ -9,22 +9,21 @@ start still ends the run.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError, field_validator
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from . import rollups
-from .models import COUNTERS, agent_runs, ingested_lines, run_events
+from .models import COUNTERS, ingested_lines, run_events
+from .runstore import RUN_COLUMNS, dialect_insert, driver_rows, load_runs, lock_runs, write_runs
 from .stale import TERMINAL, may_end, sign_of_life
 from .timeutil import format_utc, utcnow
-from .types import JSONDocument, UTCDateTime
 from .validation import (
     CommitAssociation,
     Identifier,
@@ -40,7 +39,6 @@ KINDS = ("run_started", "run_updated", "run_ended", "event", "commit", "heartbea
 RUN_KINDS = ("run_started", "run_updated", "run_ended")
 # Applied in this order when two lines of one run carry the same timestamp.
 _KIND_ORDER = {"run_started": 0, "run_updated": 1, "heartbeat": 2, "event": 2, "commit": 3, "run_ended": 4}
-_RUN_COLUMNS = [c.name for c in agent_runs.columns if c.name != "id"]
 _ZERO_DEFAULTS = {**dict.fromkeys(COUNTERS, 0), "duration_ms": 0, "api_posted": 0, "api_retry_count": 0}
 
 
@@ -182,7 +180,7 @@ def prepare(
         rows[event_id] = row
         events[event_id] = run_events_
         delta.add(row, +1)
-    params = dict(zip(rows, _driver_rows(list(rows.values())), strict=True)) if dialect == "sqlite" else {}
+    params = dict(zip(rows, driver_rows(list(rows.values())), strict=True)) if dialect == "sqlite" else {}
     return Prepared(
         now,
         dialect,
@@ -259,43 +257,9 @@ def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str]
     return claimed, len(ids) - len(claimed)
 
 
-def _dialect_insert(session: Session, table):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
-
-
-def lock_runs(session: Session, event_ids: Sequence[str]) -> None:
-    """PostgreSQL: serialise concurrent writers of the same runs (SQLite has one writer)."""
-    if session.get_bind().dialect.name != "postgresql" or not event_ids:
-        return
-    session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(e) AS h FROM unnest(CAST(:ids AS text[])) AS e) s "
-            "ORDER BY h"
-        ),
-        {"ids": list(event_ids)},
-    )
-
-
-def load_runs(session: Session, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The stored rows of these runs, by event_id."""
-    rows: dict[str, dict[str, Any]] = {}
-    ids = list(event_ids)
-    for start in range(0, len(ids), 2000):
-        chunk = ids[start : start + 2000]
-        for row in session.execute(select(agent_runs).where(agent_runs.c.event_id.in_(chunk))).mappings():
-            rows[row["event_id"]] = dict(row)
-    return rows
-
-
 def new_row(envelope: SpoolLine, now: datetime) -> dict[str, Any]:
     """A run created from any line's head fields, before that line is applied."""
-    row = dict.fromkeys(_RUN_COLUMNS)
+    row = dict.fromkeys(RUN_COLUMNS)
     row.update(_ZERO_DEFAULTS)
     row.update(
         event_id=envelope.event_id,
@@ -344,7 +308,7 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             delta.add(row, +1)
     write_runs(session, inserts, updates, delta=delta)
     if events:
-        session.execute(_dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
+        session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
 
 
 def apply_line(row: dict[str, Any], line: Line, events: list[dict[str, Any]], now: datetime) -> None:
@@ -410,79 +374,6 @@ def _set_fields(row: dict[str, Any], data: BaseModel, *, fill_only: bool) -> Non
         row[name] = value
 
 
-def write_runs(
-    session: Session,
-    inserts: list[dict[str, Any]],
-    updates: list[tuple[dict[str, Any], dict[str, Any]]],
-    *,
-    delta: Optional[rollups.Delta] = None,
-) -> None:
-    """Insert new runs and update changed ones (grouped by changed columns), then the rollups.
-
-    `delta`: their rollup effect, already aggregated (else computed here).
-    """
-    if inserts:
-        _insert_runs(session, inserts)
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for old, new in updates:
-        columns = tuple(sorted(k for k in new if k != "id" and new[k] != old.get(k)))
-        if columns:
-            by_columns[columns].append({"_id": old["id"], **{k: new[k] for k in columns}})
-    for columns, params in by_columns.items():
-        statement = (
-            update(agent_runs)
-            .where(agent_runs.c.id == bindparam("_id"))
-            .values({name: bindparam(name) for name in columns})
-        )
-        session.execute(statement, params)
-    if delta is None:
-        rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
-    else:
-        rollups.apply_delta(session, delta)
-
-
-_TIME_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, UTCDateTime))
-_JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, JSONDocument))
-_INSERT_SQL = f"INSERT INTO agent_runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
-
-
-def _insert_runs(session: Session, rows: list[Any]) -> None:
-    """Insert new runs (dicts, or tuples from _driver_rows). SQLite: straight to the
-    driver (SQLAlchemy's per-row work was as costly as SQLite's own)."""
-    if session.get_bind().dialect.name != "sqlite":
-        session.execute(insert(agent_runs), rows)
-        return
-    params = [row if isinstance(row, tuple) else None for row in rows]
-    missing = [row for row in rows if not isinstance(row, tuple)]
-    converted = iter(_driver_rows(missing))
-    params = [p if p is not None else next(converted) for p in params]
-    session.connection().exec_driver_sql(_INSERT_SQL, params)
-
-
-_TIME_INDEXES = [i for i, name in enumerate(_RUN_COLUMNS) if name in _TIME_COLUMNS]
-_JSON_INDEXES = [i for i, name in enumerate(_RUN_COLUMNS) if name in _JSON_COLUMNS]
-
-
-def _driver_rows(rows: list[dict[str, Any]]) -> list[tuple]:
-    """Rows as SQLite's driver takes them, converted exactly as the column types do."""
-    params = []
-    times: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
-    for row in rows:
-        values = [row[name] for name in _RUN_COLUMNS]
-        for i in _TIME_INDEXES:
-            value = values[i]
-            if value is not None:
-                text_value = times.get(value)
-                if text_value is None:
-                    text_value = times[value] = format_utc(value)
-                values[i] = text_value
-        for i in _JSON_INDEXES:
-            if values[i] is not None:
-                values[i] = json.dumps(values[i], separators=(",", ":"), ensure_ascii=False)
-        params.append(tuple(values))
-    return params
-
-
 def _count(session: Session, result: IngestResult) -> None:
     """Add the batch's outcomes to ingest_counts (what /metrics reports)."""
     counts = {"accepted": result.accepted, "duplicate": result.duplicates, "rejected": len(result.rejected)}
@@ -495,8 +386,3 @@ def _count(session: Session, result: IngestResult) -> None:
             ),
             params,
         )
-
-
-def row_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The columns that differ between two versions of a row."""
-    return {k: v for k, v in new.items() if old.get(k) != v}

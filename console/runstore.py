@@ -1,0 +1,130 @@
+"""Run rows in and out of agent_runs for the batch writers (ingest, events).
+
+Plain functions over a session: lock the runs a transaction will change
+(PostgreSQL), read them, insert and update them with the rollups in step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from . import rollups
+from .models import agent_runs
+from .timeutil import format_utc
+from .types import JSONDocument, UTCDateTime
+
+RUN_COLUMNS = [c.name for c in agent_runs.columns if c.name != "id"]
+
+
+def dialect_insert(session: Session, table):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def lock_runs(session: Session, event_ids: Sequence[str]) -> None:
+    """PostgreSQL: serialise concurrent writers of the same runs (SQLite has one writer)."""
+    if session.get_bind().dialect.name != "postgresql" or not event_ids:
+        return
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(e) AS h FROM unnest(CAST(:ids AS text[])) AS e) s "
+            "ORDER BY h"
+        ),
+        {"ids": list(event_ids)},
+    )
+
+
+def load_runs(session: Session, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored rows of these runs, by event_id."""
+    rows: dict[str, dict[str, Any]] = {}
+    ids = list(event_ids)
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        for row in session.execute(select(agent_runs).where(agent_runs.c.event_id.in_(chunk))).mappings():
+            rows[row["event_id"]] = dict(row)
+    return rows
+
+
+def write_runs(
+    session: Session,
+    inserts: list[dict[str, Any]],
+    updates: list[tuple[dict[str, Any], dict[str, Any]]],
+    *,
+    delta: Optional[rollups.Delta] = None,
+) -> None:
+    """Insert new runs and update changed ones (grouped by changed columns), then the rollups.
+
+    `delta`: their rollup effect, already aggregated (else computed here).
+    """
+    if inserts:
+        insert_runs(session, inserts)
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for old, new in updates:
+        columns = tuple(sorted(k for k in new if k != "id" and new[k] != old.get(k)))
+        if columns:
+            by_columns[columns].append({"_id": old["id"], **{k: new[k] for k in columns}})
+    for columns, params in by_columns.items():
+        statement = (
+            update(agent_runs)
+            .where(agent_runs.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in columns})
+        )
+        session.execute(statement, params)
+    if delta is None:
+        rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
+    else:
+        rollups.apply_delta(session, delta)
+
+
+_TIME_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, UTCDateTime))
+_JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, JSONDocument))
+_INSERT_SQL = f"INSERT INTO agent_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)})"
+
+
+def insert_runs(session: Session, rows: list[Any]) -> None:
+    """Insert new runs (dicts, or tuples from _driver_rows). SQLite: straight to the
+    driver (SQLAlchemy's per-row work was as costly as SQLite's own)."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(insert(agent_runs), rows)
+        return
+    params = [row if isinstance(row, tuple) else None for row in rows]
+    missing = [row for row in rows if not isinstance(row, tuple)]
+    converted = iter(driver_rows(missing))
+    params = [p if p is not None else next(converted) for p in params]
+    session.connection().exec_driver_sql(_INSERT_SQL, params)
+
+
+_TIME_INDEXES = [i for i, name in enumerate(RUN_COLUMNS) if name in _TIME_COLUMNS]
+_JSON_INDEXES = [i for i, name in enumerate(RUN_COLUMNS) if name in _JSON_COLUMNS]
+
+
+def driver_rows(rows: list[dict[str, Any]]) -> list[tuple]:
+    """Rows as SQLite's driver takes them, converted exactly as the column types do."""
+    params = []
+    times: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
+    for row in rows:
+        values = [row[name] for name in RUN_COLUMNS]
+        for i in _TIME_INDEXES:
+            value = values[i]
+            if value is not None:
+                text_value = times.get(value)
+                if text_value is None:
+                    text_value = times[value] = format_utc(value)
+                values[i] = text_value
+        for i in _JSON_INDEXES:
+            if values[i] is not None:
+                values[i] = json.dumps(values[i], separators=(",", ":"), ensure_ascii=False)
+        params.append(tuple(values))
+    return params
