@@ -244,3 +244,67 @@ def test_concurrent_replays_of_one_batch_apply_each_line_once(db):
         assert session.execute(sa.text("SELECT count(*) FROM run_events")).scalar() == 40
         assert session.execute(sa.text("SELECT count(*) FROM agent_runs WHERE status = 'success'")).scalar() == 40
     assert_rollups_match(db)
+
+
+def test_a_run_updated_with_a_final_status_ends_the_run(client, db):
+    lines = [
+        line("run_started", "2026-01-12T10:00:00Z"),
+        line("run_updated", "2026-01-12T10:03:00Z", {"status": "canceled", "items_skipped": 2}),
+    ]
+    client.post("/api/v1/ingest", json=lines)
+    run = get_run(client)
+    assert run["status"] == "cancelled" and run["items_skipped"] == 2
+    assert run["end_time"] == "2026-01-12T10:03:00.000000+00:00"
+    assert run["duration_ms"] == 180000  # from start and end when the record gives none
+    assert_rollups_match(db)
+
+
+def test_bad_data_of_each_kind_is_rejected_by_line(client):
+    lines = [
+        line("commit", "2026-01-12T10:00:00Z", {"commit_hash": "abc", "commit_source": "ci"}),
+        line("commit", "2026-01-12T10:00:00Z", {"commit_hash": "abcdef12", "commit_source": "robot"}),
+        line("event", "2026-01-12T10:00:00Z", {"payload": {"no": "type"}}),
+        line("run_ended", "2026-01-12T10:00:00Z", {"status": "exploded"}),
+        line("run_updated", "2026-01-12T10:00:00Z", {"error_summary": "nul \u0000 byte"}),
+        {**line("heartbeat", "2026-01-12T10:00:00Z"), "data": ["not", "an", "object"]},
+    ]
+    response = client.post("/api/v1/ingest", json=lines)
+    assert response.status_code == 200
+    assert response.json["accepted"] == 0
+    assert [r["index"] for r in response.json["rejected"]] == [0, 1, 2, 3, 4, 5]
+    for rejection in response.json["rejected"]:
+        assert set(rejection) == {"index", "id", "detail"}
+    assert client.get("/api/v1/runs/ev-1").status_code == 404
+
+
+def test_a_body_over_the_byte_limit_is_413(env):
+    from console import create_app
+    from console.settings import load_settings
+
+    app = create_app(load_settings({**env, "TELEMETRY_MAX_BODY_BYTES": "2048"}), {"TESTING": True})
+    try:
+        lines = [line("heartbeat", "2026-01-12T10:00:00Z") for _ in range(20)]
+        response = app.test_client().post("/api/v1/ingest", json=lines)
+        assert response.status_code == 413
+        assert "detail" in response.json
+    finally:
+        app.extensions["telemetry_db"].dispose()
+
+
+def test_ingest_needs_the_token_when_auth_is_on(env):
+    from console import create_app
+    from console.settings import load_settings
+
+    app = create_app(
+        load_settings({**env, "TELEMETRY_API_AUTH_ENABLED": "true", "TELEMETRY_API_AUTH_TOKEN": "s3cret"}),
+        {"TESTING": True},
+    )
+    try:
+        client = app.test_client()
+        body = [line("heartbeat", "2026-01-12T10:00:00Z")]
+        denied = client.post("/api/v1/ingest", json=body)
+        assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Bearer")
+        allowed = client.post("/api/v1/ingest", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert allowed.status_code == 200 and allowed.json["accepted"] == 1
+    finally:
+        app.extensions["telemetry_db"].dispose()
