@@ -90,9 +90,11 @@ def check_console_down_for_a_whole_run(tmp_path, sqlite_template, consoles, runs
     assert stored == (runs * events, runs * events)
 
     down_s, up_s = summary(down), summary(up)
+    # Generous bounds: timing on a shared 2-core box is noisy; the figures go to the report.
+    # 20 start/end calls make their p99 a single outlier, so those are compared by median.
     for call in ("start_run", "log_event", "end_run"):
-        # Generous: timing on a shared 2-core box is noisy; the figures go to the report.
-        assert down_s[call]["p99_us"] <= max(10 * up_s[call]["p99_us"], 5000), (call, down_s, up_s)
+        assert down_s[call]["p50_us"] <= max(3 * up_s[call]["p50_us"], 500), (call, down_s, up_s)
+    assert down_s["log_event"]["p99_us"] <= max(10 * up_s["log_event"]["p99_us"], 5000), (down_s, up_s)
     record_figures(name, {"runs": runs, "events_per_run": events, "records_handed": handed,
                           "records_delivered_after_start": sync.stdout.strip(), "records_lost": 0,
                           "console_down": down_s, "console_up": up_s,
