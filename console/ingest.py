@@ -26,6 +26,7 @@ from .stale import TERMINAL, may_end, sign_of_life
 from .timeutil import format_utc, utcnow
 from .validation import (
     CommitAssociation,
+    EventId,
     Identifier,
     JSONValue,
     RunFields,
@@ -49,7 +50,7 @@ class SpoolLine(BaseModel):
     id: Identifier
     kind: str
     ts: Timestamp
-    event_id: Identifier
+    event_id: EventId
     run_id: Identifier
     agent_name: Identifier
     job_type: Identifier

@@ -115,6 +115,18 @@ def _null_is_zero(value: Any) -> Any:
 
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_clean_text)]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_clean_text)]
+
+# Path words under /api/v1/runs/ that a GET would answer as a route, not as a run.
+RESERVED_EVENT_IDS = frozenset({"stale"})
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_EVENT_IDS:
+        raise ValueError(f"event_id {value!r} is reserved: GET /api/v1/runs/{value} is another endpoint")
+    return value
+
+
+EventId = Annotated[Identifier, AfterValidator(_not_reserved)]
 Status = Annotated[Literal[STATUSES], BeforeValidator(normalise_status)]
 Timestamp = Annotated[datetime, BeforeValidator(_aware_timestamp)]
 ShownTimestamp = Annotated[Optional[str], BeforeValidator(_timestamp_text)]
@@ -173,7 +185,7 @@ class RunFields(_Model):
 class RunCreate(RunFields):
     """POST /api/v1/runs: one run record."""
 
-    event_id: Identifier
+    event_id: EventId
     run_id: Identifier
     agent_name: Identifier
     job_type: Identifier
