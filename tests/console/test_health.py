@@ -28,3 +28,15 @@ def test_unknown_api_path_answers_json_404(client):
 def test_every_response_carries_a_request_id(client):
     assert client.get("/health").headers["X-Request-ID"]
     assert client.get("/health", headers={"X-Request-ID": "abc"}).headers["X-Request-ID"] == "abc"
+
+
+def test_health_is_503_with_retry_after_when_the_database_is_unreachable(tmp_path):
+    from console import create_app
+    from console.settings import load_settings
+
+    # A port nothing listens on: the database cannot be reached.
+    settings = load_settings({"TELEMETRY_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none",
+                              "TELEMETRY_BASE_DIR": str(tmp_path)})
+    response = create_app(settings).test_client().get("/health")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] and "unavailable" in response.get_json()["detail"]
