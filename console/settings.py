@@ -169,6 +169,7 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "GOOGLE_SHEETS_API_TOKEN": ("google_sheets_token", _text, ""),
     "TELEMETRY_STALE_SWEEP_MINUTES": ("stale_sweep_minutes", _int(0), 0),
     "TELEMETRY_STALE_SWEEP_SCHEDULE": ("stale_sweep_schedule", _schedule, "60"),
+    "TELEMETRY_ROLLUP_RECONCILE_SCHEDULE": ("rollup_reconcile_schedule", _schedule, "60"),
 }
 
 # Values never printed in full.
@@ -229,6 +230,7 @@ class Settings:
     google_sheets_token: str
     stale_sweep_minutes: int
     stale_sweep_schedule: str
+    rollup_reconcile_schedule: str
 
     @property
     def is_sqlite(self) -> bool:

@@ -33,11 +33,12 @@ from .leader import LeaderLock
 log = logging.getLogger("console.jobs.scheduler")
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-ALL_JOBS = ("backup", "export", "retention", "stale_sweep")
+ALL_JOBS = ("backup", "export", "retention", "stale_sweep", "rollup_reconcile")
 JobFunction = Callable[[Database, Settings], dict[str, Any]]
 
 
 def job_functions() -> dict[str, JobFunction]:
+    from .. import reconcile
     from . import backup, export, retention, stale
 
     return {
@@ -45,6 +46,7 @@ def job_functions() -> dict[str, JobFunction]:
         "export": export.scheduled_export,
         "retention": retention.scheduled_retention,
         "stale_sweep": stale.scheduled_sweep,
+        "rollup_reconcile": reconcile.scheduled_reconcile,
     }
 
 
@@ -52,7 +54,10 @@ def configured_jobs(settings: Settings) -> dict[str, str]:
     """The jobs that are switched on, with their schedules (seconds or cron)."""
     from .export import destinations
 
+    # Reconciling rollups after other tools' direct writes matters on SQLite only.
     jobs = {"backup": settings.backup_schedule}
+    if settings.is_sqlite:
+        jobs["rollup_reconcile"] = settings.rollup_reconcile_schedule
     if settings.retention_days > 0:
         jobs["retention"] = settings.retention_schedule
     if destinations(settings):
