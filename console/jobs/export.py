@@ -35,6 +35,7 @@ from ..models import agent_runs
 from ..records import run_to_dict
 from ..settings import Settings
 from ..timeutil import format_utc, utcnow
+from . import history
 from .tables import export_destinations, export_state
 
 log = logging.getLogger("console.jobs.export")
@@ -349,4 +350,6 @@ def retry_export(session: Session, event_id: str, destination: str | None = None
         if destination:
             lower = lower.where(export_destinations.c.destination == destination)
         session.execute(lower.values(scan_from_id=run_id))
+        # "Now": ask the leader for an export pass rather than wait for the schedule.
+        history.request_run(session, "export", "retry")
     return count

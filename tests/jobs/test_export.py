@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from console.jobs import export
+from console.jobs import export, history
 from console.jobs.tables import export_state
 from console.models import agent_runs
 from console.timeutil import utcnow
@@ -194,6 +194,8 @@ def test_sheets_and_a_webhook_both_must_post_before_api_posted(db, make_settings
         shown = export.export_states(session, row["event_id"])
     assert {s["label"] for s in shown} == {hook.url}
     assert db.write(lambda s: export.retry_export(s, row["event_id"], "sheets")) == 1
+    with db.read() as session:  # the leader is asked for a pass now, not at the next period
+        assert history.has_run_requests(session)
     hook.scripts["both"] = [200]
     export.export_pending(db, settings, now=t0 + timedelta(seconds=3))
     rows, run = states(db, row["event_id"])
