@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from .db import make_plain_engine
+from .locks import file_lock
 from .settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,25 +25,6 @@ def alembic_config(connection: Connection | None = None) -> Config:
     if connection is not None:
         config.attributes["connection"] = connection
     return config
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
-    """Hold an OS lock on `path` for the block; yields False if not blocking and busy."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        if not blocking:
-            flags |= fcntl.LOCK_NB
-        try:
-            fcntl.flock(handle, flags)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run_locked(settings: Settings, action) -> None:

@@ -24,9 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..db import Database
+from ..locks import try_exclusive
 from ..settings import Settings
 from ..timeutil import utcnow
-from .serving import serving_lock_path, try_exclusive
+from .serving import serving_lock_path
 
 PATTERNS = ("telemetry-*.sqlite", "telemetry-*.sqlite.gz", "telemetry-*.dump")
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
+from ..locks import try_exclusive
 from ..settings import Settings
 
 log = logging.getLogger("console.jobs.leader")
@@ -75,16 +76,8 @@ class LeaderLock:
             self._conn = None
 
     def _acquire_file(self) -> bool:
-        path = self.settings.lock_path("leader")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
+        self._handle = try_exclusive(self.settings.lock_path("leader"))
+        return self._handle is not None
 
     def _acquire_advisory(self) -> bool:
         import psycopg

@@ -40,15 +40,3 @@ def hold_serving_lock(settings: Settings) -> bool:
     fcntl.flock(handle, fcntl.LOCK_SH)  # waits only while a restore is replacing the file
     _held.append(handle)
     return True
-
-
-def try_exclusive(path: Path) -> IO[str] | None:
-    """The serving lock taken exclusively, or None when a console holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
