@@ -291,6 +291,9 @@ class Sender:
             body = line.rstrip(b"\r")
             if not body.strip():
                 continue
+            fragment, body = split_glued(body)
+            if fragment:
+                torn.append(fragment)
             if body[:1] == b"{" and body[-1:] == b"}":
                 good.append(body)
             else:
@@ -461,6 +464,37 @@ def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List
         offsets.pop(name, None)
         removed.append(name)
     return removed
+
+
+# Every spool line starts with these bytes (spool.make_line).
+LINE_START = b'{"v":1,"id":"'
+
+
+def split_glued(body: bytes) -> Tuple[bytes, bytes]:
+    """Split another writer's torn fragment off the front of a whole line.
+
+    When one process's write was cut short (a full disk) and another appended its
+    line right after, the two share a line. The whole line after the fragment is
+    still good: return (fragment, line), or (b"", body) when nothing is glued.
+    Only a line that holds the line start twice is parsed, so the usual cost is one
+    find.
+    """
+    start = body.find(LINE_START, 1)
+    if start < 0 or _is_spool_line(body):
+        return b"", body
+    while start >= 0:  # the line start may also stand inside a payload: try each
+        if _is_spool_line(body[start:]):
+            return body[:start], body[start:]
+        start = body.find(LINE_START, start + 1)
+    return b"", body
+
+
+def _is_spool_line(body: bytes) -> bool:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "id" in value and "kind" in value
 
 
 def _detail(resp) -> str:

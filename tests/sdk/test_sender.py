@@ -195,3 +195,21 @@ def test_at_exit_with_the_console_down_the_process_exits_at_once(sdk_env):
     took = _run_agent(sdk_env, "http://127.0.0.1:9", 300, flush_timeout="30")
     assert took < baseline + 1.0
     assert spool_counts(sdk_env / "raw")["pending"] == 302 + 2
+
+
+def test_a_line_glued_to_another_writers_torn_fragment_is_still_delivered(fake_ingest, tmp_path):
+    """Two processes, a full disk: one write is cut short and the next process's line lands right after it."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    head = run_head("e-glued", "r-glued", "a", "j", "2026-01-12T10:30:00+00:00")
+    started = make_line("run_started", head, {"status": "running"})
+    cut_short = make_line("event", head, {"event_type": "step", "payload": {"v": 1}})[:40]
+    whole = make_line("run_ended", head, {"status": "success", "metrics_json": {"v": 1, "id": "not a line"}})
+    (raw / "events_20260112.ndjson").write_bytes(started + cut_short + whole)
+
+    sender = Sender(raw, fake_ingest.url, flush_timeout=0)
+    assert sender.deliver_until(time.monotonic() + 20, stop_on_failure=False) == 0
+    sender.release_lock()
+    assert sorted(line["kind"] for line in fake_ingest.lines.values()) == ["run_ended", "run_started"]
+    dead = rejected_lines(tmp_path)
+    assert len(dead) == 1 and dead[0]["reason"].startswith("torn line") and dead[0]["line"] == cut_short.decode()
