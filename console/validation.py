@@ -87,6 +87,14 @@ def in_storable_range(value: datetime) -> datetime:
 
 def _aware_timestamp(value: Any) -> Any:
     if isinstance(value, str):
+        # Fast path for the usual zoned ISO 8601 text (datetime's C parser); anything
+        # else takes parse_timestamp, which also words the error.
+        try:
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is not None and MIN_YEAR <= parsed.year <= MAX_YEAR:
+                return in_storable_range(parsed.astimezone(UTC))
+        except (ValueError, OverflowError):
+            pass
         try:
             return in_storable_range(parse_timestamp(value, require_zone=True))
         except (ValueError, OverflowError) as exc:

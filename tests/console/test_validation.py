@@ -59,3 +59,21 @@ def test_commit_hash_length_is_7_to_40_any_characters():
 def test_times_that_cannot_be_stored_in_the_fixed_form_are_refused(moment):
     with pytest.raises(ValidationError):
         RunCreate.model_validate({**BASE, "start_time": moment})
+
+
+@pytest.mark.parametrize("text", [
+    "2026-01-12T10:30:00Z", "2026-01-12T10:30:00.123456+00:00", "2026-01-12T02:30:00-08:00",
+    "2026-01-12T10:30:00+0530", "2026-01-12 10:30:00Z", " 2026-01-12T10:30:00z ",
+])
+def test_a_zoned_timestamp_in_any_iso_form_is_the_same_utc_instant(text):
+    from console.timeutil import parse_timestamp
+
+    parsed = RunCreate.model_validate({**BASE, "start_time": text}).start_time
+    assert parsed == parse_timestamp(text) and parsed.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("text", ["2026-01-12T10:30:00", "2026-01-12", "0999-12-31T23:00:00Z",
+                                  "9999-12-31T23:00:00Z", "0001-01-01T00:00:00+01:00", "soon"])
+def test_a_timestamp_without_zone_or_out_of_range_is_refused(text):
+    with pytest.raises(ValidationError):
+        RunCreate.model_validate({**BASE, "start_time": text})
