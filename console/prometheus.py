@@ -6,16 +6,16 @@ every worker process answers the same and a restart loses nothing.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import and_, func, inspect, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from .jobs.history import job_metrics
 from .models import agent_runs
 from .stats import all_time_histogram, percentile, totals_by_agent
-from .timeutil import parse_timestamp, utcnow
+from .timeutil import utcnow
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,10 +68,6 @@ class _Family:
         return lines
 
 
-def _has_table(session: Session, name: str) -> bool:
-    return inspect(session.connection()).has_table(name)
-
-
 def stale_by_agent(session: Session, threshold_minutes: int, now: datetime) -> dict[str, int]:
     cutoff = now - timedelta(minutes=threshold_minutes)
     c = agent_runs.c
@@ -114,26 +110,10 @@ def exposition(
         stale.add({"agent": agent}, n)
     for outcome, n in session.execute(text("SELECT outcome, records FROM ingest_counts ORDER BY outcome")):
         ingest.add({"outcome": outcome}, n)
-    if _has_table(session, "job_runs"):
-        last: dict[str, float] = {}
-        failures: dict[str, int] = defaultdict(int)
-        for job, outcome, ended in session.execute(
-            text(
-                "SELECT job, outcome, max(ended_at) FROM job_runs WHERE outcome IN ('success', 'failure') "
-                "GROUP BY job, outcome"
-            )
-        ):
-            if outcome == "success" and ended is not None:
-                stamp = ended if isinstance(ended, datetime) else parse_timestamp(ended, require_zone=False)
-                last[job] = stamp.timestamp()
-        for job, n in session.execute(
-            text("SELECT job, count(*) FROM job_runs WHERE outcome = 'failure' GROUP BY job")
-        ):
-            failures[job] = n
-        for job in sorted(last):
-            job_success.add({"job": job}, last[job])
-        for job in sorted(set(failures) | set(last)):
-            job_failures.add({"job": job}, failures.get(job, 0))
+    for job, figures in sorted(job_metrics(session).items()):
+        if figures["last_success"] is not None:
+            job_success.add({"job": job}, figures["last_success"].timestamp())
+        job_failures.add({"job": job}, figures["failures"])
 
     lines: list[str] = []
     for family in (runs, running, stale, ingest, job_success, job_failures):
