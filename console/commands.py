@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import jobs_cli, migrate, rollups, users  # noqa: F401  (jobs_cli registers retention, backup, restore, export, jobs; users: user; rollups: rollups)
+from . import jobs_cli, migrate, reconcile, users  # noqa: F401  (jobs_cli registers retention, backup, restore, export, jobs; users: user; reconcile: rollups)
 from .cli import arg, command, print_json
 from .settings import Settings
 

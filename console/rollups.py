@@ -263,28 +263,3 @@ def _settle_dirty(session: Session, touched: Mapping[datetime, int]) -> None:
         params,
     )
     session.execute(text("DELETE FROM rollup_dirty WHERE changes = 0 AND hour = :hour"), params)
-
-
-# Recomputing and checking live in console/reconcile.py (which also registers the
-# `rollups` command); these names are found here too, where the API, the CLI and
-# the scheduler look for them.
-_RECONCILE_NAMES = (
-    "dirty_hours",
-    "ensure_fresh",
-    "has_dirty",
-    "rebuild",
-    "recompute_from_runs",
-    "recompute_hours",
-    "reconcile_dirty",
-    "scheduled_reconcile",
-    "stored_rollups",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RECONCILE_NAMES:
-        return getattr(reconcile, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-from . import reconcile  # noqa: E402

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
-from .. import get_db, rollups
+from .. import get_db, reconcile
 from ..prometheus import OPENMETRICS, PROMETHEUS_TEXT, exposition, usage
 from . import root_bp
 from .spec import route
@@ -61,7 +61,7 @@ def negotiate(accept: str) -> str:
 def metrics() -> Any:
     wanted = negotiate(request.headers.get("Accept", ""))
     db = get_db(current_app)
-    rollups.ensure_fresh(db)
+    reconcile.ensure_fresh(db)
     with db.read() as session:
         if wanted == "application/json":
             return usage(session)

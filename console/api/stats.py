@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 from flask import current_app
 from pydantic import BaseModel, Field
 
-from .. import get_db, rollups
+from .. import get_db, reconcile
 from ..stats import run_stats
 from ..timeutil import parse_timestamp
 from . import api_bp
@@ -61,6 +61,6 @@ def get_stats(query: StatsQuery) -> Any:
         except ValueError as exc:
             raise ApiError(400, f"since: {exc}") from None
     db = get_db(current_app)
-    rollups.ensure_fresh(db)
+    reconcile.ensure_fresh(db)
     with db.read() as session:
         return run_stats(session, agent_name=query.agent_name, since=since, bucket=query.bucket)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from console import rollups
+from console import reconcile, rollups
 
 
 def assert_rollups_match(db) -> None:
     with db.read() as session:
-        expected = rollups.recompute_from_runs(session)
-        stored = rollups.stored_rollups(session)
+        expected = reconcile.recompute_from_runs(session)
+        stored = reconcile.stored_rollups(session)
     for table in rollups.TABLES:
         assert stored[table] == expected[table], table

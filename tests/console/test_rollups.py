@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from console import rollups, stats
+from console import reconcile, rollups, stats
 from tests.console.rollup_check import assert_rollups_match
 from tests.console.test_ingest import line
 from tests.helpers import ROOT
@@ -99,7 +99,7 @@ def test_rollups_follow_every_write_path(client, db):
     mixed_writes(client)
     assert_rollups_match(db)
     with db.read() as session:
-        assert not rollups.has_dirty(session)
+        assert not reconcile.has_dirty(session)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # other tools write the SQLite file directly
@@ -116,14 +116,14 @@ def test_direct_sqlite_writes_are_detected_and_reconciled(client, db, settings, 
     conn.commit()
     conn.close()
     with db.read() as session:
-        dirty = rollups.dirty_hours(session)
+        dirty = reconcile.dirty_hours(session)
     assert [h.hour for h in dirty] == [10, 11, 15] or len(dirty) >= 2
     # Reading stats reconciles first.
     body = client.get("/api/v1/stats?since=2026-01-01").json
     assert body["agents"]["outsider"]["counts"] == {"success": 1}
     assert_rollups_match(db)
     with db.read() as session:
-        assert not rollups.has_dirty(session)
+        assert not reconcile.has_dirty(session)
 
 
 def test_rebuild_command_restores_wrecked_rollups(client, db, env):
@@ -188,7 +188,7 @@ def test_an_adopted_legacy_file_is_rolled_up_by_the_upgrade(tmp_path):
     try:
         assert_rollups_match(db)
         with db.read() as session:
-            assert not rollups.has_dirty(session)
+            assert not reconcile.has_dirty(session)
             totals = stats.totals_by_agent(session)
         assert sum(n for by_status in totals.values() for n in by_status.values()) == counts["agent_runs"]
     finally:

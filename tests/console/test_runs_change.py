@@ -122,7 +122,7 @@ def test_urls_of_unknown_run_are_404(client):
 
 
 def test_rollups_stay_true_through_every_run_write(client, db):
-    from console import rollups
+    from console import reconcile
     from tests.console.rollup_check import assert_rollups_match
 
     one = post_run(client, status="success", duration_ms=1200, items_succeeded=3)
@@ -133,4 +133,4 @@ def test_rollups_stay_true_through_every_run_write(client, db):
     assert client.delete(f"/api/v1/runs/{batch[1]['event_id']}").status_code == 204
     assert_rollups_match(db)
     with db.read() as session:
-        assert not rollups.has_dirty(session)  # our own writes are accounted for, not left to reconcile
+        assert not reconcile.has_dirty(session)  # our own writes are accounted for, not left to reconcile

@@ -11,7 +11,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from console import rollups
+from console import reconcile
 from console.db import Database
 from console.jobs.retention import apply_retention
 from console.models import agent_runs, audit_log, run_events
@@ -37,7 +37,7 @@ def test_old_runs_and_their_events_are_deleted_and_new_ones_kept(db):
     assert (report["runs_deleted"], report["events_deleted"], report["batches"]) == (7, 3, 3)
     with db.read() as session:
         left = set(session.execute(sa.select(agent_runs.c.event_id)).scalars())
-        assert rollups.stored_rollups(session) == rollups.recompute_from_runs(session)
+        assert reconcile.stored_rollups(session) == reconcile.recompute_from_runs(session)
         (entry,) = session.execute(sa.select(audit_log).where(audit_log.c.actor == "retention")).mappings()
     assert left == {r["event_id"] for r in new}
     assert count(db, run_events) == 2
@@ -76,7 +76,7 @@ def seed_old_runs(db, total: int, created) -> None:
 
     def work(session):
         session.execute(sa.text(sql), {"t": ts})
-        rollups.rebuild(session)
+        reconcile.rebuild(session)
 
     db.write(work)
 
