@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Optional
@@ -62,10 +61,3 @@ def main(argv: Optional[list[str]] = None) -> int:
 def print_json(value) -> None:
     json.dump(value, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
-
-
-def env_flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    return default if raw is None or raw == "" else raw.strip().lower() in ("1", "true", "yes", "on")
-
-

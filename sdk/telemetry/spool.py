@@ -9,7 +9,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 logger = logging.getLogger("telemetry")
 
@@ -285,16 +285,3 @@ def dead_letter(raw_dir: Path, line: bytes, reason: str, status: Optional[int] =
     except OSError as exc:
         logger.error("telemetry: cannot write dead letter %s: %s", path, exc)
         return False
-
-
-def iter_spool(raw_dir: Path, start_offsets: Optional[Dict[str, int]] = None) -> Iterator[Tuple[str, bytes]]:
-    """Yield (file name, line) for every complete line of the spool from the given offsets."""
-    for name in spool_files(raw_dir):
-        offset = (start_offsets or {}).get(name, 0)
-        while True:
-            lines, new_offset = read_lines(Path(raw_dir) / name, offset, 10000)
-            for _, line in lines:
-                yield name, line
-            if new_offset == offset:
-                break
-            offset = new_offset
