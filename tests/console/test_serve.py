@@ -43,3 +43,53 @@ def test_serve_with_two_workers_on_each_backend(env, backend, tmp_path):
         assert requests.get(console.url + "/health", timeout=5).json()["database"] == backend
     finally:
         console.stop()
+
+
+def test_json_log_format_writes_one_json_object_per_access_log_line(tmp_path):
+    import json
+
+    console = ConsoleProcess({"TELEMETRY_DB_PATH": str(tmp_path / "j.sqlite"), "TELEMETRY_API_PORT": str(free_port()),
+                              "TELEMETRY_LOG_FORMAT": "json"}, tmp_path / "log")
+    console.start()
+    try:
+        requests.get(console.url + "/health", headers={"X-Request-ID": "trace-me"}, timeout=5)
+    finally:
+        console.stop()
+    access = [json.loads(line) for line in console.log().splitlines() if '"request_id":"trace-me"' in line]
+    assert access and access[0]["status"] == 200 and access[0]["request"].startswith("GET /health")
+
+
+def test_concurrent_upgrades_of_one_database_never_race(env, backend, tmp_path):
+    """Several workers or hosts start at once: the upgrade lock lets one migrate, the rest find it done."""
+    import os
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from console import migrate
+    from console.settings import load_settings
+    from tests.conftest import empty_postgres
+    from tests.helpers import ROOT
+
+    if backend == "sqlite":
+        fresh = {**env, "TELEMETRY_DB_PATH": str(tmp_path / "fresh.sqlite")}
+    else:  # the session's database, taken back to empty
+        migrate.downgrade(load_settings(env), "base")
+        fresh = env
+    try:
+        procs = [subprocess.Popen([sys.executable, "-m", "console", "db", "upgrade"], cwd=ROOT,
+                                  env={**os.environ, **fresh}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        outcomes = [(p.wait(120), p.stderr.read()) for p in procs]
+        assert all(code == 0 for code, _ in outcomes), [err[-500:] for _, err in outcomes]
+        settings = load_settings(fresh)
+        assert migrate.current_revision(settings) == migrate.head_revision()
+        engine = sa.create_engine(settings.database_url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+        engine.dispose()
+    finally:
+        if backend == "postgresql":
+            migrate.upgrade(load_settings(env))
+            empty_postgres(env["TELEMETRY_DATABASE_URL"])
