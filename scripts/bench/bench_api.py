@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from common import free_port, start_console, stop_console  # noqa: E402
 
 AGENTS = [f"agent-{i:02d}" for i in range(20)]
 STATUSES = ["success"] * 8 + ["failure", "partial"]
@@ -116,39 +117,6 @@ def drive(port: int, path: str, per_process: list[list[bytes]], threads: int, ex
     if errors:
         raise SystemExit(errors[0])
     return wall, sum(r[1] for r in results)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_console(env: dict[str, str], log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "console", "serve"], cwd=ROOT, env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    port = int(env["TELEMETRY_API_PORT"])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"console exited: {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("console did not start")
-
-
-def stop_console(proc: subprocess.Popen) -> None:
-    import signal
-
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
 
 
 def split(items: list, parts: int) -> list[list]:

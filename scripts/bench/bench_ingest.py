@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from common import empty_postgres, free_port, wait_healthy  # noqa: E402
+
 AGENTS = [f"agent-{i:02d}" for i in range(20)]
 STATUSES = ["success"] * 8 + ["failure", "partial"]
 
@@ -99,48 +101,6 @@ def client_worker(port: int, bodies: list[bytes], queue) -> None:
             raise SystemExit(f"ingest answered {response.status}: {data[:300]!r}")
         accepted += json.loads(data)["accepted"]
     queue.put((accepted, time.process_time() - start_cpu))
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"console exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("console did not become healthy")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def empty_postgres(url: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        tables = (
-            conn.execute(
-                sa.text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if tables:
-            conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
-    engine.dispose()
 
 
 def run_console(args, workers: int, scenario: str, workdir: Path) -> dict:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import free_port, wait_healthy  # noqa: E402
+from common import free_port, wait_healthy  # noqa: E402
 
 AGENTS = [f"agent-{i:02d}" for i in range(25)]
 JOB_TYPES = [f"job-{i}" for i in range(8)]
