@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api.errors import error_response, wants_json
@@ -29,10 +29,7 @@ def init_app(app: Flask) -> None:
         # PostgreSQL cannot hold U+0000 in text: a NUL in a path or filter would be a
         # 500 from the driver. No stored value can contain one, so refuse it up front.
         if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in request.query_string:
-            detail = "the URL contains a NUL character (%00), which no stored value can contain"
-            if wants_json():
-                return error_response(400, detail)
-            return app.response_class(detail, status=400, mimetype="text/plain")
+            return _refusal(400, "the URL contains a NUL character (%00), which no stored value can contain")
         return None
 
     @app.before_request
@@ -40,11 +37,7 @@ def init_app(app: Flask) -> None:
         length = request.content_length
         if length is not None and length > settings.max_body_bytes:
             _drain(request.environ.get("wsgi.input"), min(length, DRAIN_LIMIT_BYTES))
-            detail = f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes"
-            if wants_json():
-                response = error_response(413, detail)
-            else:
-                response = app.response_class(detail, status=413, mimetype="text/plain")
+            response = _refusal(413, f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes")
             response.headers["Connection"] = "close"
             return response
         return None
@@ -60,6 +53,13 @@ def init_app(app: Flask) -> None:
             policy = "default-src 'self'; frame-ancestors 'none'"
         response.headers.setdefault("Content-Security-Policy", policy)
         return response
+
+
+def _refusal(status: int, detail: str):
+    """An early refusal: JSON on API paths, plain text on pages."""
+    if wants_json():
+        return error_response(status, detail)
+    return current_app.response_class(detail, status=status, mimetype="text/plain")
 
 
 def _drain(stream, limit: int) -> None:
