@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from . import watermark
 from .rollups import _LOG_GAMMA, ITEM_COLUMNS, MAX_BUCKET, SUM_COLUMNS, TABLES, Delta, _period, grains, hour_of
 
 _ROLLUP_SUMS = "count(*), coalesce(sum(duration_ms), 0), " + ", ".join(f"coalesce(sum({n}), 0)" for n in ITEM_COLUMNS)
@@ -117,6 +118,8 @@ def _recompute_totals(session: Session) -> None:
 def rebuild(session: Session) -> int:
     """Recompute every rollup from agent_runs; returns the number of (agent, status, hour) groups."""
     _lock(session)
+    if session.get_bind().dialect.name == "sqlite":
+        watermark.settle(session)
     _recompute(session, "1 = 1", {})
     _recompute_days(session, "1 = 1", {})
     _recompute_totals(session)
@@ -158,6 +161,8 @@ def dirty_hours(session: Session, limit: int = 1000) -> list[datetime]:
 
 def reconcile_dirty(session: Session, limit: int = 1000) -> int:
     """Recompute the dirty hours (at most `limit`) and clear their marks; returns how many."""
+    if session.get_bind().dialect.name == "sqlite":
+        watermark.settle(session)  # other tools' new rows: dirty marks and search entries
     if session.execute(text("SELECT 1 FROM rollup_guard LIMIT 1")).first() is not None:
         # A guard committed by a crashed writer hid other tools' changes: start over.
         session.execute(text("DELETE FROM rollup_guard"))
@@ -177,7 +182,9 @@ def reconcile_dirty(session: Session, limit: int = 1000) -> int:
 
 
 def has_dirty(session: Session) -> bool:
-    """True when some hour needs recomputing (or a guard row was left behind)."""
+    """True when some hour needs recomputing (or a guard row was left behind, or new rows wait)."""
+    if session.get_bind().dialect.name == "sqlite" and watermark.behind(session):
+        return True
     return (
         session.execute(
             text("SELECT 1 FROM rollup_dirty WHERE changes <> 0 UNION ALL SELECT 1 FROM rollup_guard LIMIT 1")

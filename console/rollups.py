@@ -14,9 +14,10 @@ geometric middle of its bucket, so it is within 9.1 % (sqrt(GAMMA) - 1) of the
 true value. `running` runs are counted but have no duration.
 
 Direct writes (SQLite only): other tools write and delete rows in the file. The
-triggers of migration 0004 count, per hour, every row change of the columns rolled
-up here into `rollup_dirty`; `record_changes` subtracts the changes it accounted
-for. An hour whose count is not zero afterwards was changed by someone else, and
+update and delete triggers of migration 0004 count, per hour, every row change of
+the columns rolled up here into `rollup_dirty`, and rows inserted by others are
+found above the insert watermark (console/watermark.py, which marks their hours);
+`record_changes` subtracts the changes it accounted for. An hour whose count is not zero afterwards was changed by someone else, and
 `reconcile_dirty` recomputes it from `agent_runs`.
 """
 
@@ -32,6 +33,7 @@ from typing import Any, Optional
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from . import watermark
 from .timeutil import format_utc, parse_timestamp
 
 GAMMA = 2**0.25
@@ -136,19 +138,22 @@ def own_writes(session: Session) -> Iterator[None]:
     """Within this block, this transaction's run writes are accounted for by record_changes.
 
     On SQLite it puts a row into rollup_guard, which keeps the dirty-hour triggers
-    quiet (they cost more per row than the whole rollup upsert per batch), and
-    takes it out again before the block ends. Call record_changes for every run
-    written inside it.
+    of updates and deletes quiet (they cost more per row than the whole rollup
+    upsert per batch), and takes it out again before the block ends; new rows are
+    indexed for search and put under the insert watermark at the end (see
+    console/watermark.py). Call record_changes for every run written inside it.
     """
     if session.get_bind().dialect.name != "sqlite" or session.info.get("rollup_guarded"):
         yield
         return
     session.execute(text("INSERT INTO rollup_guard (id) VALUES (1)"))
+    through = watermark.absorb_foreign(session)
     session.info["rollup_guarded"] = True
     try:
         yield
     finally:
         session.info.pop("rollup_guarded", None)
+    watermark.advance(session, through)
     session.execute(text("DELETE FROM rollup_guard"))
 
 

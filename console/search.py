@@ -6,7 +6,8 @@ A run matches when `q` is a substring of its run_id or error_summary
 SQLite: the FTS5 trigram table `runs_search` (migration 0006) answers the substring
 for 3 characters or more as a phrase query (exact from the index: no row is read
 to check it); shorter strings fall back to LIKE on agent_runs (a scan, stopped
-early by LIMIT).
+early by LIMIT). Rows above the insert watermark (console/watermark.py: inserted
+by another tool since the console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
@@ -60,10 +61,17 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
         return or_(substring, _event_id_prefix(q))
     if len(q) >= 3 and not (session is not None and _is_common(session, q)):
         matches = text("SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_q").bindparams(lt_q=_phrase(q))
-        return or_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _event_id_prefix(q))
+        # Rows above the insert watermark (another tool's, not indexed yet) are scanned.
+        unindexed = agent_runs.c.id > text("(SELECT through_id FROM run_watermark)")
+        return or_(
+            agent_runs.c.id.in_(matches.columns(column("rowid", Integer))),
+            _event_id_prefix(q),
+            and_(unindexed, _substring(q)),
+        )
+    return or_(_substring(q), _event_id_prefix(q))
+
+
+def _substring(q: str) -> ColumnElement[bool]:
     pattern = _like_pattern(q)
-    return or_(
-        # SQLite LIKE ignores ASCII case already (lower() would cost a call per row).
-        *(agent_runs.c[name].like(literal(pattern), escape="\\") for name in SUBSTRING_COLUMNS),
-        _event_id_prefix(q),
-    )
+    # SQLite LIKE ignores ASCII case already (lower() would cost a call per row).
+    return or_(*(agent_runs.c[name].like(literal(pattern), escape="\\") for name in SUBSTRING_COLUMNS))

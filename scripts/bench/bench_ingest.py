@@ -176,9 +176,9 @@ def run_console(args, workers: int, scenario: str, workdir: Path) -> dict:
 def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_console: bool = False) -> dict:
     """sqlite3 executemany of the same rows, 500 per transaction, into a migrated file.
 
-    `as_console`: with the console's own connection settings (temp_store=MEMORY) and
-    its guard row, which keeps the dirty-hour triggers quiet; else as another tool
-    writing the file would.
+    `as_console`: with the console's own connection settings (temp_store=MEMORY),
+    its guard row, and the search indexing of each batch; else as another tool
+    writing the file would (its rows are indexed later, by the console).
     """
     path = workdir / f"raw-{keep_triggers}-{as_console}.sqlite"
     shutil.copy(template, path)
@@ -239,6 +239,12 @@ def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_co
             conn.execute("INSERT INTO rollup_guard (id) VALUES (1)")
         conn.executemany(sql, rows[i : i + args.batch])
         if as_console:
+            # As console/watermark.py does: index the batch with one statement.
+            conn.execute(
+                "INSERT INTO runs_search (rowid, run_id, error_summary) SELECT id, run_id, error_summary "
+                "FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
+            )
+            conn.execute("UPDATE run_watermark SET through_id = (SELECT max(id) FROM agent_runs)")
             conn.execute("DELETE FROM rollup_guard")
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started

@@ -82,3 +82,62 @@ def test_quotes_and_wildcards_in_a_long_term_are_literal(client, db):
     assert matches(db, "50% d") == ["e1"]
     assert matches(db, "a_b") == ["e2"]
     assert matches(db, "a%b") == []
+
+
+def _write_directly(settings, sql: str, *params) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(settings.db_path)
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def _indexed(db, q: str) -> list[int]:
+    with db.read() as session:
+        return sorted(session.connection().exec_driver_sql(
+            "SELECT rowid FROM runs_search WHERE runs_search MATCH ?", (search._phrase(q),)).scalars())
+
+
+def _search_index_is_consistent(db) -> None:
+    with db.read() as session:
+        session.connection().exec_driver_sql(
+            "INSERT INTO runs_search (runs_search, rank) VALUES ('integrity-check', 1)")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # other tools write the SQLite file directly
+def test_rows_another_tool_inserts_are_found_before_and_after_they_are_indexed(seeded, client, settings, backend):
+    _write_directly(
+        settings,
+        "INSERT INTO agent_runs (event_id, run_id, agent_name, job_type, start_time, status, error_summary) "
+        "VALUES ('ext-1', 'outside-job-9', 'tool', 'j', '2026-01-12T15:30:00.000000+00:00', 'failure', 'kaput')",
+    )
+    # Not indexed yet: the scan above the insert watermark finds it.
+    assert _indexed(seeded, "outside-job") == []
+    assert matches(seeded, "outside-job") == ["ext-1"]
+    assert matches(seeded, "KAPUT") == ["ext-1"]
+    # The console's next write indexes it with its own rows.
+    client.post("/api/v1/ingest", json=[line("run_started", "2026-01-12T16:00:00Z", event_id="own-1",
+                                             run_id="outside-job-10")])
+    assert len(_indexed(seeded, "outside-job")) == 2
+    assert matches(seeded, "outside-job") == ["ext-1", "own-1"]
+    _search_index_is_consistent(seeded)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_another_tools_update_and_delete_of_unindexed_rows_keep_the_index_whole(seeded, client, settings, backend):
+    for i in range(3):
+        _write_directly(
+            settings,
+            "INSERT INTO agent_runs (event_id, run_id, agent_name, job_type, start_time) "
+            "VALUES (?, ?, 'tool', 'j', '2026-01-12T15:30:00.000000+00:00')",
+            f"ext-{i}", f"outside-{i}",
+        )
+    _write_directly(settings, "UPDATE agent_runs SET run_id = 'renamed-0' WHERE event_id = 'ext-0'")
+    _write_directly(settings, "DELETE FROM agent_runs WHERE event_id = 'ext-1'")
+    client.get("/api/v1/stats")  # reading stats reconciles: the new rows are indexed
+    _write_directly(settings, "UPDATE agent_runs SET run_id = 'renamed-2' WHERE event_id = 'ext-2'")
+    _search_index_is_consistent(seeded)
+    assert matches(seeded, "renamed") == ["ext-0", "ext-2"]
+    assert _indexed(seeded, "renamed") != []
+    assert matches(seeded, "outside") == []
