@@ -32,21 +32,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from common import free_port, start_console, stop_console  # noqa: E402
+from common import ID_KINDS, free_port, start_console, stop_console  # noqa: E402
 
 AGENTS = [f"agent-{i:02d}" for i in range(20)]
 STATUSES = ["success"] * 8 + ["failure", "partial"]
 
 
-def make_runs(count: int, seed: int) -> list[dict]:
+def make_runs(count: int, seed: int, ids: str = "uuid7") -> list[dict]:
     """Finished run records as an agent posts them."""
+    new_id = ID_KINDS[ids]
     base = datetime(2026, 1, 12, tzinfo=UTC) - timedelta(days=seed % 30)
     runs = []
     for i in range(count):
         start = base + timedelta(seconds=7 * i)
         end = start + timedelta(milliseconds=500 + (i * 37) % 60000)
         runs.append({
-            "event_id": str(uuid.uuid4()), "run_id": f"run-{seed}-{i}", "agent_name": AGENTS[i % len(AGENTS)],
+            "event_id": new_id(), "run_id": f"run-{seed}-{i}", "agent_name": AGENTS[i % len(AGENTS)],
             "job_type": "crawl", "start_time": start.isoformat(), "end_time": end.isoformat(),
             "status": STATUSES[i % len(STATUSES)], "duration_ms": int((end - start).total_seconds() * 1000),
             "items_discovered": 10, "items_succeeded": 9, "items_failed": 1, "host": "bench",
@@ -135,7 +136,7 @@ def bench_console(label: str, env: dict[str, str], args, log: Path) -> list[tupl
         if "single" not in args.scenarios:
             single = []
         else:
-            single = [json.dumps(r).encode() for r in make_runs(args.single_runs, seed=1)]
+            single = [json.dumps(r).encode() for r in make_runs(args.single_runs, seed=1, ids=args.ids)]
         if single:
             processes = max(1, args.single_clients // args.threads_per_process)
             wall, cpu = drive(port, "/api/v1/runs", split(single, processes), args.threads_per_process, 201)
@@ -143,7 +144,7 @@ def bench_console(label: str, env: dict[str, str], args, log: Path) -> list[tupl
         if "batch" not in args.scenarios:
             return rows
 
-        records = make_runs(args.batch_records, seed=2)
+        records = make_runs(args.batch_records, seed=2, ids=args.ids)
         bodies = [json.dumps(records[i:i + args.batch]).encode() for i in range(0, len(records), args.batch)]
         wall, cpu = drive(port, "/api/v1/runs/batch", split(bodies, args.batch_clients), 1, 201)
         rows.append((label, f"POST /runs/batch {args.batch}/req x{args.batch_clients}", len(records), wall, cpu))
@@ -162,7 +163,7 @@ def baseline(template: Path, tmp: Path, args) -> list[tuple]:
         path = tmp / f"baseline-{per_txn}.sqlite"
         shutil.copy(template, path)
         rows = []
-        for record in make_runs(count, seed=3):
+        for record in make_runs(count, seed=3, ids=args.ids):
             values = run_values(RunCreate.model_validate(record))
             rows.append({k: (v.isoformat() if isinstance(v, datetime) else
                              json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in values.items()})
@@ -197,6 +198,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="TELEMETRY_API_THREADS")
     parser.add_argument("--scenarios", default="single,batch")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--ids", choices=sorted(ID_KINDS), default="uuid7",
+                        help="event_id: uuid7 as our SDK writes it, or random uuid4")
     args = parser.parse_args()
 
     from console import migrate
@@ -238,7 +241,7 @@ def main() -> int:
     if pg_server is not None:
         pg_server.cleanup()
 
-    print()
+    print(f"\nevent_id: {args.ids}; {os.cpu_count()} CPUs")
     print(f"{'setup':<34} {'scenario':<36} {'records':>8} {'seconds':>8} {'records/s':>10} {'client CPU s':>12}")
     for label, scenario, count, wall, cpu in results:
         print(f"{label:<34} {scenario:<36} {count:>8} {wall:>8.2f} {count / wall:>10.0f} {cpu:>12.2f}")

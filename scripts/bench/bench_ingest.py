@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench/bench_ingest.py [--records 100000] [--batch 500]
         [--clients 4] [--workers 1,2] [--journal DELETE] [--synchronous FULL] [--database-url URL]
+        [--ids uuid7|uuid4]
 
 For each worker count it starts a fresh console on a new SQLite file (or a
 PostgreSQL database given by --database-url, emptied first), sends spool lines in
@@ -9,8 +10,10 @@ batches from several client processes over keep-alive http.client connections
 (bodies prepared before the clock starts, so the client measures little but
 itself), and prints records/s with the client processes' own CPU seconds. In the
 same run it measures the baseline: raw sqlite3 executemany of the same rows into
-a migrated file (full schema: indexes, FTS and dirty-hour triggers) and into a
-file with only the v7 indexes. The rollups are on (they always are).
+a migrated file (full schema: indexes, the search index and the dirty-hour
+triggers), as the console writes and as another tool would, and into a file
+without its triggers. The rollups are on (they always are). Ids are UUID v7 as
+our SDK writes them unless `--ids uuid4` (random, as many other clients send).
 """
 
 from __future__ import annotations
@@ -27,26 +30,26 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from common import empty_postgres, free_port, wait_healthy  # noqa: E402
+from common import ID_KINDS, empty_postgres, free_port, wait_healthy  # noqa: E402
 
 AGENTS = [f"agent-{i:02d}" for i in range(20)]
 STATUSES = ["success"] * 8 + ["failure", "partial"]
 
 
-def make_lines(count: int, scenario: str, seed: int) -> list[dict]:
+def make_lines(count: int, scenario: str, seed: int, ids: str = "uuid7") -> list[dict]:
     """Spool lines: `ended` = one run_ended per run; `pair` = run_started + run_ended per run."""
+    new_id = ID_KINDS[ids]
     base = datetime(2026, 1, 12, tzinfo=UTC) - timedelta(days=seed % 30)
     lines = []
     per_run = 2 if scenario == "pair" else 1
     for i in range(count // per_run):
-        event_id = str(uuid.uuid4())
+        event_id = new_id()
         start = base + timedelta(seconds=7 * i)
         head = {
             "event_id": event_id,
@@ -59,7 +62,7 @@ def make_lines(count: int, scenario: str, seed: int) -> list[dict]:
             lines.append(
                 {
                     "v": 1,
-                    "id": str(uuid.uuid4()),
+                    "id": new_id(),
                     "kind": "run_started",
                     "ts": start.isoformat(),
                     **head,
@@ -70,7 +73,7 @@ def make_lines(count: int, scenario: str, seed: int) -> list[dict]:
         lines.append(
             {
                 "v": 1,
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "kind": "run_ended",
                 "ts": end.isoformat(),
                 **head,
@@ -142,7 +145,7 @@ def run_console(args, workers: int, scenario: str, workdir: Path) -> dict:
         per_client = args.records // args.clients
         bodies = []
         for c in range(args.clients):
-            lines = make_lines(per_client, scenario, seed=c + 100 * workers)
+            lines = make_lines(per_client, scenario, seed=c + 100 * workers, ids=args.ids)
             bodies.append([json.dumps(lines[i : i + args.batch]).encode() for i in range(0, len(lines), args.batch)])
         # Warm up (connections, imports, first statements) with a small batch per worker.
         warm = make_lines(20, scenario, seed=999)
@@ -190,7 +193,7 @@ def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_co
     if not keep_triggers:
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
             conn.execute(f"DROP TRIGGER {name}")
-    lines = make_lines(args.records, "ended", seed=7)
+    lines = make_lines(args.records, "ended", seed=7, ids=args.ids)
     columns = (
         "event_id",
         "run_id",
@@ -250,7 +253,7 @@ def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_co
     elapsed = time.perf_counter() - started
     conn.close()
     if not keep_triggers:
-        label = "v7 indexes only, no triggers"
+        label = "full schema without its triggers"
     elif as_console:
         label = "full schema, console's pragmas + guard row"
     else:
@@ -277,6 +280,8 @@ def main() -> None:
     parser.add_argument("--pgserver", action="store_true",
                         help="benchmark PostgreSQL on a throw-away server from the pgserver package")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--ids", choices=sorted(ID_KINDS), default="uuid7",
+                        help="event_id and line id: uuid7 as our SDK writes them, or random uuid4")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -307,7 +312,7 @@ def main() -> None:
 
     backend = "PostgreSQL" if args.database_url else f"SQLite journal={args.journal} synchronous={args.synchronous}"
     print(
-        f"\n{backend}; {args.records} records, {args.batch} per request, {args.clients} client processes; "
+        f"\n{backend}; {args.records} records ({args.ids} ids), {args.batch} per request, {args.clients} client processes; "
         f"{os.cpu_count()} CPUs"
     )
     print(f"{'what':<72} {'records':>8} {'s':>7} {'records/s':>10} {'client CPU s':>13}")

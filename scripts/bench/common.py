@@ -9,9 +9,17 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "sdk"))
+
+from telemetry.models import new_id as _sdk_id  # noqa: E402
+
+# event_id and line id as our SDK makes them (UUID v7, time-ordered), or random
+# (UUID v4) as many other clients send them: random keys land on random index pages.
+ID_KINDS = {"uuid7": _sdk_id, "uuid4": lambda: str(uuid.uuid4())}
 
 
 def free_port() -> int:

@@ -1,12 +1,12 @@
 """A run's identity and the context objects `track_run` hands to the agent."""
 
 import traceback
-import uuid
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
+from .models import new_id
 from .spool import run_head
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ class _Run:
     __slots__ = ("event_id", "run_id", "agent_name", "job_type", "start_time", "started", "head", "fields")
 
     def __init__(self, run_id: str, agent_name: str, job_type: str, fields: Dict[str, Any]):
-        self.event_id = str(uuid.uuid4())
+        self.event_id = new_id()
         self.run_id = run_id
         self.agent_name = agent_name
         self.job_type = job_type

@@ -6,10 +6,11 @@ import logging
 import os
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+from .models import new_id
 
 logger = logging.getLogger("telemetry")
 
@@ -44,7 +45,7 @@ def make_line(
     if ts is None:
         ts = datetime.now(timezone.utc).isoformat()
     if line_id is None:
-        line_id = str(uuid.uuid4())
+        line_id = new_id()
     return (f'{{"v":1,"id":"{line_id}","kind":"{kind}","ts":"{ts}",{head},"data":{_json(data)}}}\n').encode(
         "utf-8", "surrogatepass"
     )

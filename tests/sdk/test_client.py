@@ -3,6 +3,8 @@
 import ast
 import json
 import logging
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,20 @@ def test_track_run_spools_started_event_updated_and_ended_lines(sdk_env):
     assert end["product"] == "p" and end["output_summary"] == "done"
     assert end["duration_ms"] >= 0 and end["end_time"].endswith("+00:00")
     assert lines[1]["data"] == {"event_type": "checkpoint", "payload": {"step": 1}}
+
+
+def test_event_ids_and_line_ids_are_time_ordered_uuid7(sdk_env):
+    client = TelemetryClient()
+    client.start_run("agent", "job")
+    time.sleep(0.002)  # the next millisecond
+    client.start_run("agent", "job")
+    lines = spooled(sdk_env)
+    first, second = lines[0]["event_id"], lines[1]["event_id"]
+    ids = [first, second] + [x["id"] for x in lines]
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert first < second  # ids made later sort later: unique indexes grow at their right edge
+    assert lines[0]["id"] < lines[1]["id"]
+    assert len(set(ids)) == len(ids)
 
 
 def test_track_run_exception_becomes_failure_with_traceback_and_is_reraised(sdk_env):
