@@ -95,25 +95,29 @@ agent_runs = Table(
 # The older tool's index names, so that adopted files and new ones look alike.
 RUN_INDEXES = [
     Index("idx_runs_agent", agent_runs.c.agent_name),
-    Index("idx_runs_status", agent_runs.c.status),
+    # Leading with the older tool's column, then newest first (migration 0010).
+    Index("idx_runs_status", agent_runs.c.status, agent_runs.c.created_at.desc()),
     Index("idx_runs_start", agent_runs.c.start_time),
     Index("idx_runs_created_desc", agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_status_created", agent_runs.c.agent_name, agent_runs.c.status, agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_created", agent_runs.c.agent_name, agent_runs.c.created_at.desc()),
-    Index("idx_runs_job_type", agent_runs.c.job_type),
+    Index("idx_runs_job_type", agent_runs.c.job_type, agent_runs.c.created_at.desc()),
     Index("idx_runs_parent_run", agent_runs.c.parent_run_id),
     Index("idx_runs_api_posted", agent_runs.c.api_posted),
     Index("idx_runs_insight", agent_runs.c.insight_id),
     Index("idx_runs_commit", agent_runs.c.git_commit_hash),
     Index("idx_runs_website", agent_runs.c.website),
     Index("idx_runs_website_section", agent_runs.c.website, agent_runs.c.website_section),
-    # Ours: keyset lists by one filter, newest first, and the stale list.
-    Index("idx_runs_status_created", agent_runs.c.status, agent_runs.c.created_at.desc()),
-    Index("idx_runs_job_type_created", agent_runs.c.job_type, agent_runs.c.created_at.desc()),
+    # Ours: keyset lists by one filter, newest first, and the stale list (running runs only).
     Index("idx_runs_environment_created", agent_runs.c.environment, agent_runs.c.created_at.desc()),
     Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc()),
     Index("idx_runs_run_id", agent_runs.c.run_id),
-    Index("idx_runs_status_last_seen", agent_runs.c.status, agent_runs.c.last_seen_at),
+    Index(
+        "idx_runs_running_last_seen",
+        agent_runs.c.last_seen_at,
+        sqlite_where=agent_runs.c.status == "running",
+        postgresql_where=agent_runs.c.status == "running",
+    ),
 ]
 
 run_events = Table(

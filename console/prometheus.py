@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from .jobs.history import job_metrics
 from .models import agent_runs
+from .stale import silent_since
 from .stats import all_time_histogram, percentile, totals_by_agent
 from .timeutil import utcnow
 
@@ -71,13 +72,7 @@ class _Family:
 def stale_by_agent(session: Session, threshold_minutes: int, now: datetime) -> dict[str, int]:
     cutoff = now - timedelta(minutes=threshold_minutes)
     c = agent_runs.c
-    query = (
-        select(c.agent_name, func.count())
-        .where(
-            c.status == "running", or_(c.last_seen_at < cutoff, and_(c.last_seen_at.is_(None), c.start_time < cutoff))
-        )
-        .group_by(c.agent_name)
-    )
+    query = select(c.agent_name, func.count()).where(silent_since(cutoff)).group_by(c.agent_name)
     return {agent: n for agent, n in session.execute(query)}
 
 

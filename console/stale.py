@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import rollups
@@ -72,6 +72,19 @@ def silent_seconds(row: Mapping[str, Any], now: datetime) -> float:
     return max(0.0, round((now - since).total_seconds(), 3))
 
 
+def silent_since(cutoff: datetime) -> ColumnElement[bool]:
+    """Running runs with no sign of life since `cutoff`.
+
+    `status` is compared with a literal: a bound parameter would keep SQLite from
+    using the partial index of running runs.
+    """
+    c = agent_runs.c
+    return and_(
+        c.status == literal_column("'running'"),
+        or_(c.last_seen_at < cutoff, and_(c.last_seen_at.is_(None), c.start_time < cutoff)),
+    )
+
+
 def list_stale(
     session: Session, older_than_minutes: int, *, now: Optional[datetime] = None, limit: int = 1000
 ) -> list[Mapping[str, Any]]:
@@ -79,15 +92,7 @@ def list_stale(
     now = now or utcnow()
     cutoff = now - timedelta(minutes=older_than_minutes)
     c = agent_runs.c
-    query = (
-        select(agent_runs)
-        .where(
-            c.status == "running",
-            or_(c.last_seen_at < cutoff, and_(c.last_seen_at.is_(None), c.start_time < cutoff)),
-        )
-        .order_by(c.last_seen_at, c.id)
-        .limit(limit)
-    )
+    query = select(agent_runs).where(silent_since(cutoff)).order_by(c.last_seen_at, c.id).limit(limit)
     rows = [dict(r) for r in session.execute(query).mappings()]
     rows.sort(key=lambda r: (r["last_seen_at"] or r["start_time"], r["id"]))
     return rows
