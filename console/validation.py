@@ -24,7 +24,7 @@ MAX_TEXT_CHARS = 1_000_000
 # JSON nested deeper than this (the whole body) is refused.
 MAX_JSON_DEPTH = 64
 
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 class BodyError(ValueError):
@@ -41,7 +41,7 @@ def normalise_status(value: Any) -> Any:
 
 def clean_text(value: str) -> str:
     """Refuse NUL characters and lone surrogates (422), which no database stores faithfully."""
-    if _BAD_CHARS.search(value):
+    if BAD_CHARS.search(value):
         raise ValueError("text must not contain NUL characters or lone surrogates")
     return value
 
@@ -63,7 +63,7 @@ def _check_json_value(value: Any, depth: int = 0) -> None:
             _check_json_value(item, depth + 1)
 
 
-def _json_document(value: Any) -> Any:
+def json_document(value: Any) -> Any:
     """Accept any JSON value; a string holding JSON (older clients) is parsed."""
     if isinstance(value, str):
         try:
@@ -138,8 +138,9 @@ EventId = Annotated[Identifier, AfterValidator(_not_reserved)]
 Status = Annotated[Literal[STATUSES], BeforeValidator(normalise_status)]
 Timestamp = Annotated[datetime, BeforeValidator(_aware_timestamp)]
 ShownTimestamp = Annotated[Optional[str], BeforeValidator(_timestamp_text)]
-Counter = Annotated[int, BeforeValidator(_null_is_zero), Field(ge=0, le=2**62)]
-JSONValue = Annotated[Any, AfterValidator(_json_document)]
+MAX_COUNTER = 2**62
+Counter = Annotated[int, BeforeValidator(_null_is_zero), Field(ge=0, le=MAX_COUNTER)]
+JSONValue = Annotated[Any, AfterValidator(json_document)]
 CommitSource = Literal[COMMIT_SOURCES]
 
 

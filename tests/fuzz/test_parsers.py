@@ -22,7 +22,7 @@ from telemetry.models import normalize_status
 from telemetry.spool import make_line, read_lines, run_head
 
 from console import create_app, links
-from console.ingest import KINDS, parse_lines
+from console.ingest import KINDS, Envelope, RunData, SpoolLine, parse_lines, well_formed_envelope, well_formed_run_data
 from console.settings import load_settings
 from console.timeutil import UTC_FORMAT, format_utc, parse_timestamp
 from console.validation import STATUS_ALIASES, STATUSES, Status
@@ -233,3 +233,124 @@ def test_soak_every_property_with_many_more_examples(api_client):
                  test_the_spool_reader_returns_whole_lines_only_and_always_moves_forward):
         prop()
     test_any_time_filter_is_answered_below_500(api_client)
+
+
+# ---------------------------------------------------------------- envelope fast path
+
+anything = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | st.text(max_size=12) \
+    | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+times = st.one_of(
+    aware.map(lambda d: d.isoformat()),
+    st.sampled_from(["2026-01-12T10:00:00Z", "2026-01-12 10:00:00+00:00", "2026-01-12T10:00:00", "0999-12-31T23:00:00-05:00",
+                     "9998-12-31T23:30:00-01:00", "2026-13-01T00:00:00+00:00", "", "now"]),
+    anything,
+)
+identifiers = st.one_of(clean_text, st.sampled_from(["", "stale", "a\x00b", "x\ud800", " padded "]), anything)
+
+
+TRICKY = {
+    "v": st.one_of(st.sampled_from([0, 2, True, 1.0, "1"]), anything),
+    "kind": st.one_of(st.sampled_from(["Run_started", "", "ended"]), anything),
+    "ts": times,
+    "start_time": times,
+    "id": identifiers,
+    "event_id": identifiers,
+    "run_id": identifiers,
+    "agent_name": identifiers,
+    "job_type": identifiers,
+    "data": st.one_of(st.dictionaries(st.text(max_size=5), st.integers(), max_size=2), anything),
+}
+
+
+@SOME
+@given(
+    kind=st.sampled_from(KINDS), ts=aware, start_time=aware, line_id=clean_text, event_id=clean_text,
+    odd=st.sampled_from(sorted(TRICKY)), data=st.data(),
+)
+def test_the_hand_checked_envelope_agrees_with_the_model(kind, ts, start_time, line_id, event_id, odd, data):
+    item = {"v": 1, "id": line_id, "kind": kind, "ts": ts.isoformat(), "event_id": event_id, "run_id": "run",
+            "agent_name": "agent", "job_type": "job", "start_time": start_time.isoformat(), "data": None}
+    item[odd] = data.draw(TRICKY[odd])  # one field off the usual path
+    _assert_envelope_paths_agree(item)
+
+
+def _assert_envelope_paths_agree(item: dict) -> None:
+    fast = well_formed_envelope(item)
+    try:
+        model = SpoolLine.model_validate(item)
+    except ValidationError:
+        assert fast is None  # never accepts what the model refuses
+        return
+    if fast is not None:
+        slow = Envelope.of(model)
+        assert {n: getattr(fast, n) for n in Envelope.__slots__} == {n: getattr(slow, n) for n in Envelope.__slots__}
+        assert fast.ts.tzinfo is UTC and fast.start_time.tzinfo is UTC
+
+
+@pytest.mark.parametrize("field, value", [
+    ("ts", "9998-12-31T23:30:00-01:00"), ("start_time", "1000-01-01T00:30:00+01:00"), ("ts", "2026-01-12T10:00:00"),
+    ("ts", "2026-01-12T10:00:00Z"), ("start_time", 1736676000), ("id", "a\x00b"), ("run_id", "x\ud800"), ("job_type", ""),
+    ("event_id", "stale"), ("agent_name", "a" * 1_000_001), ("v", True), ("v", "1"), ("v", 1.0), ("v", 2),
+    ("kind", ["run_started"]), ("kind", "Run_started"), ("data", [1]), ("data", "x"),
+])
+def test_the_hand_checked_envelope_agrees_with_the_model_at_the_edges(field, value):
+    item = {"v": 1, "id": "line-1", "kind": "run_started", "ts": "2026-01-12T10:00:00+00:00", "event_id": "e1",
+            "run_id": "run", "agent_name": "agent", "job_type": "job", "start_time": "2026-01-12T10:00:00+00:00",
+            "data": None, field: value}
+    _assert_envelope_paths_agree(item)
+
+
+def test_the_sdks_lines_take_the_hand_checked_path():
+    head = run_head("01a218b4-8700-7bb9-9dcc-a08eb3ac2ba3", "run-1", "agent", "job", "2026-01-12T10:00:00.5+00:00")
+    for kind in KINDS:
+        item = json.loads(make_line(kind, head, {}))
+        assert well_formed_envelope(item) is not None
+
+
+RUN_DATA_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from([2**62, 2**62 + 1, 1.0, 1.5, "3", "", "x\x00"]),
+    st.sampled_from(["success", "Success", "failed", "running ", "bogus", "ci", "manual"]),
+    st.sampled_from(["2026-01-12T10:00:00+00:00", "2026-01-12T10:00:00", "9998-12-31T23:30:00-01:00", "yesterday"]),
+    st.sampled_from(['{"a": 1}', "[1, 2", "plain"]), json_values, clean_text,
+)
+
+
+@SOME
+@given(kind=st.sampled_from(["run_started", "run_updated", "run_ended"]),
+       fields=st.dictionaries(st.sampled_from(sorted(RunData.model_fields) + ["unknown", "event_type"]),
+                              RUN_DATA_VALUES, max_size=6))
+def test_the_hand_checked_run_data_agrees_with_the_model(kind, fields):
+    _assert_run_data_paths_agree(kind, fields)
+
+
+def _assert_run_data_paths_agree(kind: str, fields: dict) -> None:
+    fast = well_formed_run_data(Envelope("l1", kind, None, "e1", "r1", "a", "j", None, fields))
+    try:
+        model = RunData.model_validate(fields)
+    except ValidationError:
+        assert fast is None  # never accepts what the model refuses
+        return
+    if fast is not None:
+        assert fast == {name: getattr(model, name) for name in model.model_fields_set}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("error_summary", "x\x00"), ("host", "x\ud800"), ("error_details", "a" * 1_000_001), ("host", 5),
+    ("status", "Success"), ("status", "failed"), ("status", " running"), ("status", 1),
+    ("metrics_json", '{"a": 1}'), ("metrics_json", "plain"), ("context_json", {"k": "\x00"}),
+    ("context_json", [[[[1]]]]), ("duration_ms", None), ("duration_ms", -1), ("duration_ms", 2**62 + 1),
+    ("duration_ms", True), ("duration_ms", 1.0), ("items_failed", "3"), ("end_time", "2026-01-12T10:00:00"),
+    ("end_time", "9998-12-31T23:30:00-01:00"), ("created_at", "2026-01-12T10:00:00Z"), ("api_posted", "yes"),
+    ("git_commit_source", "ci"), ("git_commit_timestamp", "2026-01-12"), ("unknown", object()),
+])
+def test_the_hand_checked_run_data_agrees_with_the_model_at_the_edges(field, value):
+    _assert_run_data_paths_agree("run_ended", {"status": "success", "duration_ms": 5, field: value})
+
+
+def test_an_sdk_run_ended_takes_the_hand_checked_path():
+    data = {"status": "failure", "end_time": "2026-01-12T10:00:01.5+00:00", "duration_ms": 1500, "items_failed": 1,
+            "error_summary": "boom", "metrics_json": {"pages": 3}, "host": "h", "unknown": [1]}
+    assert well_formed_run_data(Envelope("l1", "run_ended", None, "e1", "r1", "a", "j", None, data)) == {
+        **{k: v for k, v in data.items() if k != "unknown"},
+        "end_time": datetime(2026, 1, 12, 10, 0, 1, 500000, tzinfo=UTC),
+    }
