@@ -103,11 +103,12 @@ class Database:
         session = self._read()
         try:
             yield session
-        except DBAPIError as exc:
-            raise_if_unavailable(exc)
+        except Exception as exc:
+            if self.is_transient(exc):
+                raise DatabaseUnavailable(describe_unavailable(exc)) from exc
             raise
         finally:
-            session.rollback()
+            _rollback(session)
             session.close()
 
     def write(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
@@ -122,19 +123,25 @@ class Database:
                 result = work(session)
                 session.commit()
                 return result
-            except DBAPIError as exc:
-                session.rollback()
-                if not is_transient(exc):
+            except BaseException as exc:
+                _rollback(session)
+                if not self.is_transient(exc):
                     raise
                 if attempt == attempts - 1:
                     raise DatabaseUnavailable(describe_unavailable(exc)) from exc
                 time.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + random.random()))
-            except BaseException:
-                session.rollback()
-                raise
             finally:
                 session.close()
         raise AssertionError("unreachable")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True for a lock or a dropped connection, raised through SQLAlchemy or by the
+        driver itself (the lean insert paths use the driver's cursor)."""
+        if isinstance(exc, DBAPIError):
+            return is_transient(exc)
+        if isinstance(exc, self.engine.dialect.dbapi.Error):
+            return is_transient(DBAPIError.instance(None, None, exc, self.engine.dialect.dbapi.Error))
+        return False
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -151,13 +158,19 @@ def is_transient(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) and "sqlite" not in type(exc.orig).__module__
 
 
-def describe_unavailable(exc: DBAPIError) -> str:
-    text = str(exc.orig).lower() if exc.orig is not None else ""
+def _rollback(session: Session) -> None:
+    """Roll back; on a connection that is already lost there is nothing to roll back."""
+    try:
+        session.rollback()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            raise
+
+
+def describe_unavailable(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).lower() if orig is not None else ""
     if "locked" in text or "busy" in text:
         return "the database is busy; retry shortly"
     return "the database is unavailable; retry shortly"
 
-
-def raise_if_unavailable(exc: DBAPIError) -> None:
-    if is_transient(exc):
-        raise DatabaseUnavailable(describe_unavailable(exc)) from exc

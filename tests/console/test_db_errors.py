@@ -1,0 +1,59 @@
+"""Database.write / read: locks and lost connections become DatabaseUnavailable (503), on both backends.
+
+The lean insert paths use the driver's own cursor, so its errors arrive unwrapped
+by SQLAlchemy; they must be told apart the same way.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from console.db import DatabaseUnavailable
+
+
+def _driver_error(db, name: str, message: str) -> Exception:
+    return getattr(db.engine.dialect.dbapi, name)(message)
+
+
+def test_a_driver_level_lock_or_lost_connection_is_retried_then_unavailable(db):
+    calls = []
+    message = "database is locked" if db.dialect == "sqlite" else "server closed the connection unexpectedly"
+
+    def work(session):
+        calls.append(1)
+        raise _driver_error(db, "OperationalError", message)
+
+    with pytest.raises(DatabaseUnavailable):
+        db.write(work, attempts=2)
+    assert len(calls) == 2
+
+
+def test_a_driver_level_constraint_error_is_not_a_503(db):
+    def work(session):
+        raise _driver_error(db, "IntegrityError", "UNIQUE constraint failed")
+
+    with pytest.raises(db.engine.dialect.dbapi.IntegrityError):
+        db.write(work, attempts=3)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # "database is locked" is SQLite's wording
+def test_a_transient_error_then_success_commits_once(db, backend):
+    attempts = []
+
+    def work(session):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise _driver_error(db, "OperationalError", "database is locked")
+        session.execute(text("INSERT INTO ingest_counts (outcome, records) VALUES ('accepted', 7)"))
+        return "done"
+
+    assert db.write(work) == "done"
+    with db.read() as session:
+        assert session.execute(text("SELECT records FROM ingest_counts")).scalar_one() == 7
+
+
+def test_reads_map_driver_level_trouble_too(db):
+    with pytest.raises(DatabaseUnavailable):
+        with db.read():
+            raise _driver_error(db, "OperationalError", "database is locked")
