@@ -132,6 +132,7 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_DB_JOURNAL_MODE": ("db_journal_mode", _choice("DELETE", "WAL"), "DELETE"),
     "TELEMETRY_DB_SYNCHRONOUS": ("db_synchronous", _choice("FULL", "NORMAL"), "FULL"),
     "TELEMETRY_DB_BUSY_TIMEOUT_MS": ("db_busy_timeout_ms", _int(0), 5000),
+    "TELEMETRY_DB_MMAP_BYTES": ("db_mmap_bytes", _int(0), 256 * 1024 * 1024),
     "TELEMETRY_API_AUTH_ENABLED": ("auth_enabled", _bool, False),
     "TELEMETRY_API_AUTH_TOKEN": ("auth_tokens", _list, ()),
     "TELEMETRY_API_AUTH_READS": ("auth_reads", _bool, False),
@@ -192,6 +193,7 @@ class Settings:
     api_timeout: int
     auto_upgrade: bool
     db_journal_mode: str
+    db_mmap_bytes: int
     db_synchronous: str
     db_busy_timeout_ms: int
     auth_enabled: bool
