@@ -9,6 +9,7 @@ start still ends the run.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError, field_validator
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from . import rollups
-from .models import COUNTERS, ingested_lines, run_events
+from .models import COUNTERS, run_events
 from .runstore import RUN_COLUMNS, dialect_insert, driver_rows, load_runs, lock_runs, write_runs
 from .stale import TERMINAL, may_end, sign_of_life
 from .timeutil import format_utc, utcnow
@@ -278,6 +279,7 @@ class Prepared:
     rows: dict[str, dict[str, Any]]
     events: dict[str, list[dict[str, Any]]]
     delta: rollups.Delta
+    rollup_rows: dict[str, list[tuple]]  # rollups.upsert_rows(delta)
     insert_params: dict[str, tuple]  # SQLite: each row as the driver takes it
 
 
@@ -316,6 +318,7 @@ def prepare(
         rows,
         events,
         delta,
+        rollups.upsert_rows(delta, dialect),
         params,
     )
 
@@ -366,19 +369,16 @@ def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str]
             ).scalars()
         )
     else:
-        # SQLite: this transaction holds the write lock, so read-then-insert cannot race.
-        seen: set[str] = set()
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start : start + 5000]
-            seen.update(session.execute(select(ingested_lines.c.id).where(ingested_lines.c.id.in_(chunk))).scalars())
-        new_ids = [i for i in ids if i not in seen]
-        if new_ids:
-            stamp = format_utc(now)
-            session.execute(
-                text("INSERT INTO ingested_lines (id, received_at) VALUES (:id, :at)"),
-                [{"id": i, "at": stamp} for i in new_ids],
+        # One statement, the ids as one JSON parameter: DO NOTHING skips the ids seen before.
+        claimed.update(
+            session.connection()
+            .exec_driver_sql(
+                "INSERT INTO ingested_lines (id, received_at) SELECT value, ? FROM json_each(?) WHERE true "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (format_utc(now), json.dumps(ids)),
             )
-        claimed.update(new_ids)
+            .scalars()
+        )
     return claimed, len(ids) - len(claimed)
 
 
@@ -403,6 +403,7 @@ def new_row(envelope: SpoolLine, now: datetime) -> dict[str, Any]:
 
 def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
     now, delta = prepared.now, prepared.delta.copy()  # db.write may retry: never change `prepared`
+    as_prepared = True
     runs = [e for e, run_lines in prepared.by_run.items() if any(line.envelope.id in claimed for line in run_lines)]
     lock_runs(session, sorted(runs))
     stored = load_runs(session, runs)
@@ -418,6 +419,7 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             events += prepared.events[event_id]
             continue
         delta.add(prepared.rows[event_id], -1)  # not as prepared: fold again
+        as_prepared = False
         if not fresh_lines:
             continue
         row = dict(old) if old is not None else new_row(fresh_lines[0].envelope, now)
@@ -431,7 +433,7 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             updates.append((old, row))
             delta.add(old, -1)
             delta.add(row, +1)
-    write_runs(session, inserts, updates, delta=delta)
+    write_runs(session, inserts, updates, delta=delta, rollup_rows=prepared.rollup_rows if as_prepared else None)
     if events:
         session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
 

@@ -192,7 +192,7 @@ TABLES = {
 }
 
 
-def _upsert(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
+def _upsert(session: Session, table: str, rows: list[tuple]) -> None:
     if not rows:
         return
     keys, sums = TABLES[table]
@@ -204,7 +204,7 @@ def _upsert(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
             + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums),
-            [tuple(row[c] for c in columns) for row in rows],
+            rows,
         )
         return
     session.execute(
@@ -213,46 +213,69 @@ def _upsert(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
             + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
         ),
-        rows,
+        [dict(zip(columns, row, strict=True)) for row in rows],
     )
+
+
+def _add_into(target: dict[tuple, list[int]], key: tuple, values: Sequence[int]) -> None:
+    found = target.get(key)
+    if found is None:
+        target[key] = list(values)
+    else:
+        for i, v in enumerate(values):
+            found[i] += v
 
 
 def grains(delta: Delta) -> dict[str, dict[tuple, list[int]]]:
     """The delta at every grain: table → {key tuple (in TABLES order): summed values}."""
     out: dict[str, dict[tuple, list[int]]] = {name: {} for name in TABLES}
-
-    def add(table: str, key: tuple, values: Sequence[int]) -> None:
-        target = out[table].setdefault(key, [0] * len(values))
-        for i, v in enumerate(values):
-            target[i] += v
-
+    hours, days, totals = out["run_rollups"], out["run_rollup_days"], out["run_rollup_totals"]
     for (agent, status, hour), values in delta.groups.items():
         if any(values):
-            add("run_rollups", (hour, agent, status), values)
-            add("run_rollup_days", (hour.replace(hour=0), agent, status), values)
-            add("run_rollup_totals", (agent, status), values)
+            hours[(hour, agent, status)] = values
+            _add_into(days, (hour.replace(hour=0), agent, status), values)
+            _add_into(totals, (agent, status), values)
+    hour_buckets, day_buckets = out["run_rollup_durations"], out["run_rollup_day_durations"]
+    total_buckets = out["run_rollup_total_durations"]
     for (agent, status, hour, bucket), n in delta.buckets.items():
         if n:
-            add("run_rollup_durations", (hour, agent, status, bucket), [n])
-            add("run_rollup_day_durations", (hour.replace(hour=0), agent, bucket), [n])
-            add("run_rollup_total_durations", (agent, bucket), [n])
+            hour_buckets[(hour, agent, status, bucket)] = [n]
+            _add_into(day_buckets, (hour.replace(hour=0), agent, bucket), [n])
+            _add_into(total_buckets, (agent, bucket), [n])
     return {table: {k: v for k, v in groups.items() if any(v)} for table, groups in out.items()}
 
 
-def apply_delta(session: Session, delta: Delta) -> None:
-    """Write an aggregated delta: one upsert per group, at each grain (hour, day, all time)."""
-    dialect = session.get_bind().dialect.name
+def upsert_rows(delta: Delta, dialect: str) -> dict[str, list[tuple]]:
+    """The upserts a delta makes, per table, as parameter tuples in TABLES column order.
+
+    Pure: ingest computes them before its write transaction, so that this work does
+    not hold the write lock.
+    """
+    out: dict[str, list[tuple]] = {}
+    periods: dict[datetime, Any] = {}
     for table, groups in grains(delta).items():
-        keys, sums = TABLES[table]
+        keys, _ = TABLES[table]
+        timed = keys[0] in ("hour", "day")
         rows = []
         for key, values in groups.items():
-            row = dict(zip(keys, key, strict=True))
-            for name in ("hour", "day"):
-                if name in row:
-                    row[name] = _period(row[name], dialect)
-            row.update(zip(sums, values, strict=True))
-            rows.append(row)
-        _upsert(session, table, rows)
+            if timed:
+                when = periods.get(key[0])
+                if when is None:
+                    when = periods[key[0]] = _period(key[0], dialect)
+                key = (when, *key[1:])
+            rows.append((*key, *values))
+        out[table] = rows
+    return out
+
+
+def apply_delta(session: Session, delta: Delta, rows: Optional[Mapping[str, list[tuple]]] = None) -> None:
+    """Write an aggregated delta: one upsert per group, at each grain (hour, day, all time).
+
+    `rows`: `upsert_rows(delta, ...)` when already computed.
+    """
+    dialect = session.get_bind().dialect.name
+    for table, params in (rows if rows is not None else upsert_rows(delta, dialect)).items():
+        _upsert(session, table, params)
     if dialect == "sqlite" and delta.touched_hours and not session.info.get("rollup_guarded"):
         _settle_dirty(session, delta.touched_hours)
 

@@ -23,6 +23,7 @@ from . import rollups, search
 from .errors_domain import Invalid, NotFound
 from .models import agent_runs, audit_log, run_events
 from .records import run_values
+from .runstore import insert_sqlite_rows
 from .timeutil import format_utc, parse_timestamp, utcnow
 from .types import JSONDocument, UTCDateTime
 from .validation import STATUSES, CommitAssociation, RunCreate, RunUpdate, in_storable_range, normalise_status
@@ -54,10 +55,6 @@ def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     return inserted
 
 
-# SQLite's default limit of bound variables per statement (since 3.32).
-_SQLITE_MAX_VARIABLES = 32766
-
-
 _TIME_COLUMNS = frozenset(col.name for col in agent_runs.columns if isinstance(col.type, UTCDateTime))
 _JSON_COLUMNS = frozenset(col.name for col in agent_runs.columns if isinstance(col.type, JSONDocument))
 
@@ -66,38 +63,25 @@ def _insert_sqlite(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[s
     """The lean path: multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, values converted once.
 
     Values are converted as console.types does (fixed UTC text, compact JSON), by
-    column position rather than per value. A multi-row VALUES statement is 2-3x
-    faster here than executemany of one row: each execution pays the triggers' setup.
+    column position rather than per value.
     """
     columns = list(rows[0])
     pick = operator.itemgetter(*columns)
     times = [i for i, name in enumerate(columns) if name in _TIME_COLUMNS]
     documents = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
-    per_statement = max(1, _SQLITE_MAX_VARIABLES // len(columns))
-    one = "(" + ",".join("?" * len(columns)) + ")"
-    head = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES "
-    tail = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-    inserted: set[str] = set()
-    cursor = session.connection().connection.driver_connection.cursor()
-    try:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start:start + per_statement]
-            params: list[Any] = []
-            for row in chunk:
-                values = list(pick(row))
-                for i in times:
-                    value = values[i]
-                    if value is not None:
-                        values[i] = value.isoformat(timespec="microseconds") if value.tzinfo is UTC else format_utc(value)
-                for i in documents:
-                    if values[i] is not None:
-                        values[i] = _dumps(values[i])
-                params += values
-            cursor.execute(head + ",".join([one] * len(chunk)) + tail, params)
-            inserted.update(event_id for (event_id,) in cursor.fetchall())
-    finally:
-        cursor.close()
-    return inserted
+    params: list[list[Any]] = []
+    for row in rows:
+        values = list(pick(row))
+        for i in times:
+            value = values[i]
+            if value is not None:
+                values[i] = value.isoformat(timespec="microseconds") if value.tzinfo is UTC else format_utc(value)
+        for i in documents:
+            if values[i] is not None:
+                values[i] = _dumps(values[i])
+        params.append(values)
+    returned = insert_sqlite_rows(session, columns, params, " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+    return {event_id for (event_id,) in returned}
 
 
 def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:

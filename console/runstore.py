@@ -63,10 +63,12 @@ def write_runs(
     updates: list[tuple[dict[str, Any], dict[str, Any]]],
     *,
     delta: Optional[rollups.Delta] = None,
+    rollup_rows: Optional[dict[str, list[tuple]]] = None,
 ) -> None:
     """Insert new runs and update changed ones (grouped by changed columns), then the rollups.
 
-    `delta`: their rollup effect, already aggregated (else computed here).
+    `delta`: their rollup effect, already aggregated (else computed here); `rollup_rows`:
+    its upserts, when already computed.
     """
     if inserts:
         insert_runs(session, inserts)
@@ -85,16 +87,42 @@ def write_runs(
     if delta is None:
         rollups.record_changes(session, [(None, row) for row in inserts] + list(updates))
     else:
-        rollups.apply_delta(session, delta)
+        rollups.apply_delta(session, delta, rollup_rows)
 
 
 _TIME_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, UTCDateTime))
 _JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, JSONDocument))
-_INSERT_SQL = f"INSERT INTO agent_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)})"
+
+
+# SQLite's default limit of bound variables per statement (since 3.32).
+SQLITE_MAX_VARIABLES = 32766
+
+
+def insert_sqlite_rows(session: Session, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = "") -> list:
+    """INSERT rows (value sequences in `columns` order) into agent_runs with multi-row VALUES statements.
+
+    Straight to the driver, as few statements as the variable limit allows: per row
+    that costs 7 us less than executemany (one statement execution per row). `tail`
+    (e.g. an ON CONFLICT ... RETURNING clause) ends each statement; returns what it returns.
+    """
+    per_statement = max(1, SQLITE_MAX_VARIABLES // len(columns))
+    one = "(" + ",".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES "
+    returned: list = []
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(head + ",".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
+            if tail:
+                returned += cursor.fetchall()
+    finally:
+        cursor.close()
+    return returned
 
 
 def insert_runs(session: Session, rows: list[Any]) -> None:
-    """Insert new runs (dicts, or tuples from _driver_rows). SQLite: straight to the
+    """Insert new runs (dicts, or tuples from driver_rows). SQLite: straight to the
     driver (SQLAlchemy's per-row work was as costly as SQLite's own)."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(insert(agent_runs), rows)
@@ -103,7 +131,7 @@ def insert_runs(session: Session, rows: list[Any]) -> None:
     missing = [row for row in rows if not isinstance(row, tuple)]
     converted = iter(driver_rows(missing))
     params = [p if p is not None else next(converted) for p in params]
-    session.connection().exec_driver_sql(_INSERT_SQL, params)
+    insert_sqlite_rows(session, RUN_COLUMNS, params)
 
 
 _TIME_INDEXES = [i for i, name in enumerate(RUN_COLUMNS) if name in _TIME_COLUMNS]
