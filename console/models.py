@@ -92,6 +92,13 @@ agent_runs = Table(
     sqlite_autoincrement=True,
 )
 
+
+
+def _without_nulls(column) -> dict:
+    """A partial index of the rows where `column` is set (migration 0011): `column = x` implies it."""
+    return {"sqlite_where": column.isnot(None), "postgresql_where": column.isnot(None)}
+
+
 # The older tool's index names, so that adopted files and new ones look alike.
 RUN_INDEXES = [
     Index("idx_runs_agent", agent_runs.c.agent_name),
@@ -102,14 +109,24 @@ RUN_INDEXES = [
     Index("idx_runs_agent_status_created", agent_runs.c.agent_name, agent_runs.c.status, agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_created", agent_runs.c.agent_name, agent_runs.c.created_at.desc()),
     Index("idx_runs_job_type", agent_runs.c.job_type, agent_runs.c.created_at.desc()),
-    Index("idx_runs_parent_run", agent_runs.c.parent_run_id),
+    Index("idx_runs_parent_run", agent_runs.c.parent_run_id, **_without_nulls(agent_runs.c.parent_run_id)),
     Index("idx_runs_api_posted", agent_runs.c.api_posted),
-    Index("idx_runs_insight", agent_runs.c.insight_id),
-    Index("idx_runs_commit", agent_runs.c.git_commit_hash),
-    Index("idx_runs_website", agent_runs.c.website),
-    Index("idx_runs_website_section", agent_runs.c.website, agent_runs.c.website_section),
+    Index("idx_runs_insight", agent_runs.c.insight_id, **_without_nulls(agent_runs.c.insight_id)),
+    Index("idx_runs_commit", agent_runs.c.git_commit_hash, **_without_nulls(agent_runs.c.git_commit_hash)),
+    Index("idx_runs_website", agent_runs.c.website, **_without_nulls(agent_runs.c.website)),
+    Index(
+        "idx_runs_website_section",
+        agent_runs.c.website,
+        agent_runs.c.website_section,
+        **_without_nulls(agent_runs.c.website),
+    ),
     # Ours: keyset lists by one filter, newest first, and the stale list (running runs only).
-    Index("idx_runs_environment_created", agent_runs.c.environment, agent_runs.c.created_at.desc()),
+    Index(
+        "idx_runs_environment_created",
+        agent_runs.c.environment,
+        agent_runs.c.created_at.desc(),
+        **_without_nulls(agent_runs.c.environment),
+    ),
     Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc()),
     Index("idx_runs_run_id", agent_runs.c.run_id),
     Index(

@@ -115,3 +115,32 @@ def test_one_run_and_404(client, three_runs):
     assert client.get(f"/api/v1/runs/{record['event_id']}").get_json() == record
     missing = client.get("/api/v1/runs/no-such-event")
     assert missing.status_code == 404 and missing.get_json()["detail"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the plan is SQLite's; PostgreSQL's planner weighs table sizes
+@pytest.mark.parametrize("query", [
+    "", "agent_name=alpha", "status=success", "job_type=crawl", "parent_run_id=p1", "environment=prod", "host=h1",
+    "created_after=2026-01-10T00:00:00Z", "start_time_from=2026-01-10T00:00:00Z&start_time_to=2026-01-11T00:00:00Z",
+    "agent_name=alpha&status=running",
+])
+def test_every_list_filter_rides_an_index(client, db, three_runs, backend, query):
+    from sqlalchemy import event
+
+    seen = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM agent_runs" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert client.get(f"/api/v1/runs?{query}").status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert seen
+    with db.read() as session:
+        for statement, parameters in seen:
+            plan = " | ".join(row[-1] for row in session.connection().exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+            # A filter is an index search, not a walk of an index in created order.
+            assert ("SEARCH agent_runs USING" if query else "SCAN agent_runs USING INDEX") in plan, plan
