@@ -134,8 +134,8 @@ class GroupCommit:
         first: dict[str, _Waiter] = {}
         for waiter in group:
             first.setdefault(waiter.row["event_id"], waiter)
-        rows = [waiter.row for waiter in first.values()]
-        inserted = queued_write(self._db, lambda session: runs.insert_values(session, rows))
+        new = runs.prepare_new_runs([waiter.row for waiter in first.values()], self._db.dialect)
+        inserted = queued_write(self._db, lambda session: runs.insert_new_runs(session, new))
         for event_id, waiter in first.items():
             waiter.created = event_id in inserted
 

@@ -34,36 +34,63 @@ c = agent_runs.c
 # ---------------------------------------------------------------- create
 
 
-def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert prepared column values (unique event_ids), skipping stored event_ids.
+@dataclass
+class NewRuns:
+    """Runs to insert with every piece of Python work done: made before the write lock is taken."""
 
-    Returns the event_ids actually inserted; their rollups are recorded in the same
-    transaction. Concurrency-safe on both dialects: on PostgreSQL INSERT ... ON
-    CONFLICT DO NOTHING RETURNING; on SQLite the write transaction (BEGIN IMMEDIATE)
-    excludes every other writer, so the stored event_ids read first stay true.
+    rows: list[Mapping[str, Any]]  # unique event_ids
+    params: list[list[Any]]  # SQLite: each row's values as the driver takes them (else empty)
+    delta: rollups.Delta  # the rollup effect if every row is inserted
+    rollup_rows: dict[str, list[tuple]]
+
+
+def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns:
+    """Convert column values (unique event_ids) and aggregate their rollups, outside any transaction."""
+    rows = list(rows)
+    delta = rollups.Delta()
+    for row in rows:
+        delta.add(row, +1)
+    params = _sqlite_params(rows) if dialect == "sqlite" and rows else []
+    return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
+
+
+def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
+    """Insert prepared runs, skipping stored event_ids; returns the event_ids inserted.
+
+    Their rollups are recorded in the same transaction. Concurrency-safe on both
+    dialects: INSERT ... ON CONFLICT DO NOTHING RETURNING.
     """
-    if not rows:
+    if not new.rows:
         return set()
-    with rollups.own_writes(session):  # record_changes accounts for them: the dirty-hour triggers stay quiet
+    with rollups.own_writes(session):
         if session.get_bind().dialect.name == "sqlite":
-            inserted = _insert_sqlite(session, rows)
+            returned = insert_sqlite_rows(
+                session, list(new.rows[0]), new.params, " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            )
+            inserted = {event_id for (event_id,) in returned}
         else:
-            inserted = _insert_postgresql(session, rows)
-        if inserted:
-            new_rows = rows if len(inserted) == len(rows) else [row for row in rows if row["event_id"] in inserted]
-            rollups.record_changes(session, [(None, row) for row in new_rows])
+            inserted = _insert_postgresql(session, new.rows)
+        if len(inserted) == len(new.rows):
+            rollups.apply_delta(session, new.delta, new.rollup_rows)
+        elif inserted:
+            rollups.record_changes(session, [(None, row) for row in new.rows if row["event_id"] in inserted])
     return inserted
+
+
+def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert column values (unique event_ids), skipping stored event_ids; returns those inserted."""
+    return insert_new_runs(session, prepare_new_runs(rows, session.get_bind().dialect.name))
 
 
 _TIME_COLUMNS = frozenset(col.name for col in agent_runs.columns if isinstance(col.type, UTCDateTime))
 _JSON_COLUMNS = frozenset(col.name for col in agent_runs.columns if isinstance(col.type, JSONDocument))
 
 
-def _insert_sqlite(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """The lean path: multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, values converted once.
+def _sqlite_params(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Each row's values as SQLite's driver takes them (the first row's columns, in order).
 
-    Values are converted as console.types does (fixed UTC text, compact JSON), by
-    column position rather than per value.
+    Converted as console.types does (fixed UTC text, compact JSON), by column
+    position rather than per value.
     """
     columns = list(rows[0])
     pick = operator.itemgetter(*columns)
@@ -80,8 +107,7 @@ def _insert_sqlite(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[s
             if values[i] is not None:
                 values[i] = _dumps(values[i])
         params.append(values)
-    returned = insert_sqlite_rows(session, columns, params, " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
-    return {event_id for (event_id,) in returned}
+    return params
 
 
 def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -144,12 +170,28 @@ def unique_by_event_id(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[
     return unique, repeats
 
 
+@dataclass
+class PreparedBatch:
+    new: NewRuns
+    total: int
+
+
+def prepare_batch(records: Sequence[RunCreate], dialect: str, *, now: Optional[datetime] = None) -> PreparedBatch:
+    """A batch's runs made ready for create_prepared_batch (outside the write transaction)."""
+    now = now or utcnow()
+    rows, _repeats = unique_by_event_id(run_values(record, now) for record in records)
+    return PreparedBatch(prepare_new_runs(rows, dialect), len(records))
+
+
+def create_prepared_batch(session: Session, batch: PreparedBatch) -> BatchOutcome:
+    """Store a prepared batch in this transaction; repeats (stored or within the batch) are duplicates."""
+    inserted = len(insert_new_runs(session, batch.new))
+    return BatchOutcome(inserted=inserted, duplicates=batch.total - inserted)
+
+
 def create_runs(session: Session, records: Sequence[RunCreate], *, now: Optional[datetime] = None) -> BatchOutcome:
     """Store many runs in one transaction; repeats (stored or within the batch) are duplicates."""
-    now = now or utcnow()
-    rows, repeats = unique_by_event_id(run_values(record, now) for record in records)
-    inserted = len(insert_values(session, rows))
-    return BatchOutcome(inserted=inserted, duplicates=len(records) - inserted)
+    return create_prepared_batch(session, prepare_batch(records, session.get_bind().dialect.name, now=now))
 
 
 # ---------------------------------------------------------------- read

@@ -243,7 +243,9 @@ def create_runs_batch(body: RunBatch):
         raise ApiError(413, f"batch holds {len(items)} runs; the limit is {limit} (TELEMETRY_MAX_BATCH_ITEMS)")
     records, errors = validate_items(items)
     if records:
-        outcome = queued_write(_db(), lambda session: runs.create_runs(session, records))
+        db = _db()
+        batch = runs.prepare_batch(records, db.dialect)  # the Python work, before the write lock
+        outcome = queued_write(db, lambda session: runs.create_prepared_batch(session, batch))
         inserted, duplicates = outcome.inserted, outcome.duplicates
     else:
         inserted = duplicates = 0
