@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from . import rollups
 from .models import COUNTERS, run_events
-from .runstore import RUN_COLUMNS, dialect_insert, driver_rows, load_runs, lock_runs, write_runs
+from .runstore import RUN_COLUMNS, dialect_insert, driver_rows, insert_sqlite_rows, load_runs, lock_runs, write_runs
 from .stale import TERMINAL, may_end, sign_of_life
 from .timeutil import format_utc, utcnow
 from .validation import (
@@ -404,14 +404,22 @@ def new_row(envelope: SpoolLine, now: datetime) -> dict[str, Any]:
 def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
     now, delta = prepared.now, prepared.delta.copy()  # db.write may retry: never change `prepared`
     as_prepared = True
-    runs = [e for e, run_lines in prepared.by_run.items() if any(line.envelope.id in claimed for line in run_lines)]
-    lock_runs(session, sorted(runs))
-    stored = load_runs(session, runs)
+    all_fresh = len(claimed) == len(prepared.lines)
+    runs = [e for e, lines in prepared.by_run.items() if all_fresh or any(x.envelope.id in claimed for x in lines)]
+    # SQLite: insert the runs whose lines are all new as folded in advance; only those
+    # that exist already are read and folded again (no lookup for the common case).
+    inserted = _insert_new(session, prepared, runs, claimed) if prepared.dialect == "sqlite" else set()
+    rest = [e for e in runs if e not in inserted] if inserted else runs
+    lock_runs(session, sorted(rest))
+    stored = load_runs(session, rest) if rest else {}
     inserts: list[dict[str, Any]] = []
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     events: list[dict[str, Any]] = []
-    for event_id, run_lines in prepared.by_run.items():
-        fresh_lines = [line for line in run_lines if line.envelope.id in claimed]
+    for event_id in inserted:
+        events += prepared.events[event_id]
+    for event_id in rest:
+        run_lines = prepared.by_run[event_id]
+        fresh_lines = run_lines if all_fresh else [line for line in run_lines if line.envelope.id in claimed]
         old = stored.get(event_id)
         if old is None and len(fresh_lines) == len(run_lines):
             # Folded in advance, as it is.
@@ -420,8 +428,6 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             continue
         delta.add(prepared.rows[event_id], -1)  # not as prepared: fold again
         as_prepared = False
-        if not fresh_lines:
-            continue
         row = dict(old) if old is not None else new_row(fresh_lines[0].envelope, now)
         for line in fresh_lines:
             apply_line(row, line, events, now)
@@ -433,9 +439,30 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             updates.append((old, row))
             delta.add(old, -1)
             delta.add(row, +1)
+    if len(runs) != len(prepared.rows):  # runs without a fresh line change nothing
+        as_prepared = False
+        for event_id in prepared.rows.keys() - set(runs):
+            delta.add(prepared.rows[event_id], -1)
     write_runs(session, inserts, updates, delta=delta, rollup_rows=prepared.rollup_rows if as_prepared else None)
     if events:
         session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
+
+
+def _insert_new(session: Session, prepared: Prepared, runs: list[str], claimed: set[str]) -> set[str]:
+    """Insert (SQLite) the prepared rows of the runs whose lines are all fresh; returns those inserted."""
+    if len(claimed) == len(prepared.lines):
+        candidates = runs
+    else:
+        candidates = [e for e in runs if all(line.envelope.id in claimed for line in prepared.by_run[e])]
+    if not candidates:
+        return set()
+    returned = insert_sqlite_rows(
+        session,
+        RUN_COLUMNS,
+        [prepared.insert_params[e] for e in candidates],
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    return {event_id for (event_id,) in returned}
 
 
 def apply_line(row: dict[str, Any], line: Line, events: list[dict[str, Any]], now: datetime) -> None:

@@ -308,3 +308,22 @@ def test_ingest_needs_the_token_when_auth_is_on(env):
         assert allowed.status_code == 200 and allowed.json["accepted"] == 1
     finally:
         app.extensions["telemetry_db"].dispose()
+
+
+def test_new_lines_of_stored_runs_beside_new_runs_and_fully_seen_runs(client, db):
+    seen_b = line("run_started", "2026-01-12T09:00:00Z", event_id="b")
+    client.post("/api/v1/ingest", json=[line("run_started", "2026-01-12T09:00:00Z", event_id="a"), seen_b])
+    # Every line new, one of them for a stored run: it is folded onto the stored row.
+    only_new = [line("run_updated", "2026-01-12T09:01:00Z", {"host": "h1"}, event_id="a")]
+    assert client.post("/api/v1/ingest", json=only_new).json == {"accepted": 1, "duplicates": 0, "rejected": []}
+    batch = [
+        line("run_ended", "2026-01-12T09:05:00Z", {"status": "failure"}, event_id="a"),  # stored run, new line
+        seen_b,  # a run whose every line was seen
+        line("run_ended", "2026-01-12T09:06:00Z", {"duration_ms": 60000}, event_id="c"),  # a new run
+    ]
+    assert client.post("/api/v1/ingest", json=batch).json == {"accepted": 2, "duplicates": 1, "rejected": []}
+    a, b, c = (get_run(client, e) for e in "abc")
+    assert (a["status"], a["host"]) == ("failure", "h1")
+    assert b["status"] == "running"
+    assert (c["status"], c["duration_ms"]) == ("success", 60000)
+    assert_rollups_match(db)
