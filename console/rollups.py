@@ -175,7 +175,8 @@ def record_changes(session: Session, changes: Iterable[Change]) -> None:
         if new is not None:
             delta.add(new, +1)
             hour = hour_of(new.get("start_time"))
-            if hour is not None:
+            # An insert fires no trigger (new rows are found above the insert watermark).
+            if hour is not None and old is not None:
                 delta.touched_hours[hour] += 1
     apply_delta(session, delta)
 
