@@ -60,14 +60,14 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
         substring = text(f"{PG_SEARCH_TEXT} ILIKE :lt_q ESCAPE '\\'").bindparams(lt_q=_like_pattern(q))
         return or_(substring, _event_id_prefix(q))
     if len(q) >= 3 and not (session is not None and _is_common(session, q)):
-        matches = text("SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_q").bindparams(lt_q=_phrase(q))
-        # Rows above the insert watermark (another tool's, not indexed yet) are scanned.
-        unindexed = agent_runs.c.id > text("(SELECT through_id FROM run_watermark)")
-        return or_(
-            agent_runs.c.id.in_(matches.columns(column("rowid", Integer))),
-            _event_id_prefix(q),
-            and_(unindexed, _substring(q)),
-        )
+        # Rows above the insert watermark (another tool's, not indexed yet) are scanned,
+        # inside the subquery: an OR term without an index would turn the whole filter into a scan.
+        matches = text(
+            "SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_q UNION ALL "
+            "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark) "
+            "AND (run_id LIKE :lt_like ESCAPE '\\' OR error_summary LIKE :lt_like ESCAPE '\\')"
+        ).bindparams(lt_q=_phrase(q), lt_like=_like_pattern(q))
+        return or_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _event_id_prefix(q))
     return or_(_substring(q), _event_id_prefix(q))
 
 
