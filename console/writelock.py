@@ -5,6 +5,12 @@ sleeps up to 100 ms between polls; an flock on `{db}.write.lock` (the same file 
 group commit of single POSTs uses) wakes the next writer as soon as the lock is
 free. BEGIN IMMEDIATE still guards correctness for writers that do not take it.
 A no-op on PostgreSQL.
+
+`shared=True`: the batches of one process that wait for the lock at the same
+time are written in one transaction by whichever of their threads gets it first
+(one commit, one lock hand-off, instead of one each). A batch that fails the
+shared transaction for any reason but an unavailable database is retried alone,
+so that it cannot fail the others.
 """
 
 from __future__ import annotations
@@ -12,27 +18,75 @@ from __future__ import annotations
 import fcntl
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Generic, Optional, TypeVar
 
-from .db import Database
+from sqlalchemy.orm import Session
+
+from .db import Database, DatabaseUnavailable
 
 T = TypeVar("T")
 _guard = threading.Lock()
 _thread_locks: dict[str, threading.Lock] = {}
+_waiting: dict[str, list[_Job]] = {}
 
 
-def queued_write(db: Database, work: Callable[..., T]) -> T:
+class _Job(Generic[T]):
+    __slots__ = ("work", "done", "result", "error")
+
+    def __init__(self, work: Callable[[Session], T]):
+        self.work = work
+        self.done = False
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+
+def queued_write(db: Database, work: Callable[[Session], T], *, shared: bool = False) -> T:
     """`db.write(work)`, after waiting our turn for the file's write lock (SQLite)."""
     if not db.settings.is_sqlite:
         return db.write(work)
-    path = db.settings.lock_path("write")
-    key = str(path)
+    key = str(db.settings.lock_path("write"))
+    job = _Job(work)
     with _guard:
         lock = _thread_locks.setdefault(key, threading.Lock())
+        if shared:
+            _waiting.setdefault(key, []).append(job)
     with lock:  # one thread of this process at a time holds the file lock
-        with open(path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                return db.write(work)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        if not job.done:
+            with open(key, "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    jobs = [job]
+                    if shared:  # everything that queued up while we waited for the file
+                        with _guard:
+                            jobs, _waiting[key] = _waiting[key], []
+                    _run(db, jobs)
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+    if job.error is not None:
+        raise job.error
+    return job.result
+
+
+def _run(db: Database, jobs: list[_Job]) -> None:
+    """Write the jobs in one transaction; each gets its result or its error."""
+    try:
+        try:
+            results = db.write(lambda session: [job.work(session) for job in jobs])
+        except DatabaseUnavailable as exc:
+            for job in jobs:
+                job.error = exc
+        except Exception as exc:
+            if len(jobs) == 1:
+                jobs[0].error = exc
+            else:
+                for job in jobs:  # one of them failed: each alone, so that it fails only itself
+                    try:
+                        job.result = db.write(job.work)
+                    except Exception as alone:  # noqa: BLE001 - handed to the job's own thread
+                        job.error = alone
+        else:
+            for job, result in zip(jobs, results, strict=True):
+                job.result = result
+    finally:
+        for job in jobs:
+            job.done = True

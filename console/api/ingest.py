@@ -56,5 +56,5 @@ def ingest_lines(body: IngestBody):
     db = get_db(current_app)
     # Validate and fold before the transaction: that work need not hold the write lock.
     prepared = prepare(parse_lines(lines), dialect=db.dialect)
-    result = queued_write(db, lambda session: ingest(session, prepared=prepared))
+    result = queued_write(db, lambda session: ingest(session, prepared=prepared), shared=True)
     return result.as_dict()

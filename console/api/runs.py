@@ -245,7 +245,7 @@ def create_runs_batch(body: RunBatch):
     if records:
         db = _db()
         batch = runs.prepare_batch(records, db.dialect)  # the Python work, before the write lock
-        outcome = queued_write(db, lambda session: runs.create_prepared_batch(session, batch))
+        outcome = queued_write(db, lambda session: runs.create_prepared_batch(session, batch), shared=True)
         inserted, duplicates = outcome.inserted, outcome.duplicates
     else:
         inserted = duplicates = 0
