@@ -193,3 +193,52 @@ def test_an_adopted_legacy_file_is_rolled_up_by_the_upgrade(tmp_path):
         assert sum(n for by_status in totals.values() for n in by_status.values()) == counts["agent_runs"]
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # other tools write the SQLite file directly
+def test_another_tool_writing_while_the_console_ingests_leaves_rollups_and_search_whole(client, db, settings, backend):
+    import threading
+    import time
+
+    stop = threading.Event()
+    written: list[str] = []
+
+    def outsider():
+        conn = sqlite3.connect(settings.db_path, timeout=30)
+        i = 0
+        while not stop.is_set():
+            conn.execute(
+                "INSERT INTO agent_runs (event_id, run_id, agent_name, job_type, start_time, status, duration_ms, "
+                "error_summary) VALUES (?, ?, 'outsider', 'j', '2026-01-12T15:30:00.000000+00:00', 'failure', 10, "
+                "'outsider broke')",
+                (f"ext-{i}", f"outside-{i}"),
+            )
+            if i % 3 == 2:  # and now and then changes or removes one of its own
+                conn.execute("UPDATE agent_runs SET status = 'success' WHERE event_id = ?", (f"ext-{i - 1}",))
+                conn.execute("DELETE FROM agent_runs WHERE event_id = ?", (f"ext-{i - 2}",))
+                written.remove(f"ext-{i - 2}")
+            conn.commit()
+            written.append(f"ext-{i}")
+            i += 1
+            time.sleep(0.005)  # a tool's pace, not a flood: the answers below stay within one page
+        conn.close()
+
+    thread = threading.Thread(target=outsider)
+    thread.start()
+    try:
+        for batch in range(20):
+            lines = [line("run_ended", "2026-01-12T11:00:00Z", {"status": "success", "error_summary": "inside broke"},
+                          event_id=f"own-{batch}-{i}", run_id=f"inside-{batch}-{i}") for i in range(25)]
+            assert client.post("/api/v1/ingest", json=lines).json["accepted"] == 25
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(written) > 0
+    client.get("/api/v1/stats?since=2026-01-01")  # reconciles
+    assert_rollups_match(db)
+    with db.read() as session:
+        session.connection().exec_driver_sql("INSERT INTO runs_search (runs_search, rank) VALUES ('integrity-check', 1)")
+        assert not reconcile.has_dirty(session)
+    found = {r["event_id"] for r in client.get("/api/v1/runs?q=outsider broke&limit=1000").json}
+    assert found == set(written)
+    assert len(client.get("/api/v1/runs?q=inside broke&limit=1000").json) == 500
