@@ -141,16 +141,16 @@ class Database:
         """True for a lock or a dropped connection, raised through SQLAlchemy or by the
         driver itself (the lean insert paths use the driver's cursor)."""
         if isinstance(exc, DBAPIError):
-            return is_transient(exc)
+            return _transient(exc)
         if isinstance(exc, self.engine.dialect.dbapi.Error):
-            return is_transient(DBAPIError.instance(None, None, exc, self.engine.dialect.dbapi.Error))
+            return _transient(DBAPIError.instance(None, None, exc, self.engine.dialect.dbapi.Error))
         return False
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def is_transient(exc: DBAPIError) -> bool:
+def _transient(exc: DBAPIError) -> bool:
     """True for errors that a retry may cure: a lock, a dropped connection."""
     if exc.connection_invalidated:
         return True

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError, field_validator
@@ -29,8 +29,6 @@ from .validation import (
     BAD_CHARS,
     MAX_COUNTER,
     MAX_TEXT_CHARS,
-    MAX_YEAR,
-    MIN_YEAR,
     RESERVED_EVENT_IDS,
     STATUSES,
     CommitAssociation,
@@ -42,6 +40,7 @@ from .validation import (
     Timestamp,
     error_details,
     json_document,
+    plain_timestamp,
 )
 
 SPOOL_VERSION = 1
@@ -146,20 +145,6 @@ class IngestResult:
 _IDENTIFIERS = ("id", "event_id", "run_id", "agent_name", "job_type")
 
 
-def _plain_time(value: Any) -> Optional[datetime]:
-    """A zoned ISO 8601 string in the storable range, as UTC; None for anything else."""
-    if type(value) is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None or not MIN_YEAR <= parsed.year <= MAX_YEAR:
-            return None
-        parsed = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-    return parsed if MIN_YEAR <= parsed.year <= MAX_YEAR else None
-
-
 def well_formed_envelope(item: dict[str, Any]) -> Optional[Envelope]:
     """The envelope of an ordinary line, checked by hand; None sends it to SpoolLine's validation.
 
@@ -176,7 +161,7 @@ def well_formed_envelope(item: dict[str, Any]) -> Optional[Envelope]:
     if item["event_id"] in RESERVED_EVENT_IDS:
         return None
     data = item.get("data")
-    ts, start_time = _plain_time(item.get("ts")), _plain_time(item.get("start_time"))
+    ts, start_time = plain_timestamp(item.get("ts")), plain_timestamp(item.get("start_time"))
     if ts is None or start_time is None or (data is not None and type(data) is not dict):
         return None
     return Envelope(
@@ -184,15 +169,19 @@ def well_formed_envelope(item: dict[str, Any]) -> Optional[Envelope]:
     )
 
 
-_TEXT_FIELDS = frozenset(
-    """api_posted_at product product_family platform subdomain website website_section item_name input_summary
-    output_summary source_ref target_ref error_summary error_details git_repo git_branch git_commit_hash git_run_tag
-    git_commit_author host environment trigger_type insight_id parent_run_id agent_owner""".split()
-)
-_COUNTER_FIELDS = frozenset(["items_discovered", "items_succeeded", "items_failed", "items_skipped", "duration_ms",
-                             "api_retry_count"])
-_TIME_FIELDS = frozenset(["end_time", "created_at"])
-_JSON_FIELDS = frozenset(["metrics_json", "context_json"])
+def _fields_declared_as(model: type[BaseModel], annotation: str) -> frozenset[str]:
+    """The fields of `model` declared with this annotation (as written: the modules use
+    postponed annotations), so that the hand check follows the model's declarations."""
+    declared: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        declared.update(cls.__dict__.get("__annotations__", {}))
+    return frozenset(name for name, written in declared.items() if written == annotation)
+
+
+_TEXT_FIELDS = _fields_declared_as(RunData, "Optional[Text]")
+_COUNTER_FIELDS = _fields_declared_as(RunData, "Counter")
+_TIME_FIELDS = _fields_declared_as(RunData, "Optional[Timestamp]")
+_JSON_FIELDS = _fields_declared_as(RunData, "JSONValue")
 _RUN_DATA_FIELDS = frozenset(RunData.model_fields)
 
 
@@ -217,7 +206,7 @@ def well_formed_run_data(envelope: Envelope) -> Optional[dict[str, Any]]:
                 return None
         elif name in _TIME_FIELDS:
             if value is not None:
-                value = _plain_time(value)
+                value = plain_timestamp(value)
                 if value is None:
                     return None
         elif name == "status":
@@ -382,7 +371,7 @@ def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str]
     return claimed, len(ids) - len(claimed)
 
 
-def new_row(envelope: SpoolLine, now: datetime) -> dict[str, Any]:
+def new_row(envelope: Envelope, now: datetime) -> dict[str, Any]:
     """A run created from any line's head fields, before that line is applied."""
     row = dict.fromkeys(RUN_COLUMNS)
     row.update(_ZERO_DEFAULTS)
@@ -422,8 +411,8 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
         fresh_lines = run_lines if all_fresh else [line for line in run_lines if line.envelope.id in claimed]
         old = stored.get(event_id)
         if old is None and len(fresh_lines) == len(run_lines):
-            # Folded in advance, as it is.
-            inserts.append(prepared.insert_params.get(event_id) or prepared.rows[event_id])
+            # Folded in advance, as it is (PostgreSQL; on SQLite _insert_new inserted these).
+            inserts.append(prepared.rows[event_id])
             events += prepared.events[event_id]
             continue
         delta.add(prepared.rows[event_id], -1)  # not as prepared: fold again

@@ -13,7 +13,7 @@ import json
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import and_, delete, or_, select, text, update
@@ -23,9 +23,8 @@ from . import rollups, search
 from .errors_domain import Invalid, NotFound
 from .models import agent_runs, audit_log, run_events
 from .records import run_values
-from .runstore import insert_sqlite_rows
+from .runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows
 from .timeutil import format_utc, parse_timestamp, utcnow
-from .types import JSONDocument, UTCDateTime
 from .validation import STATUSES, CommitAssociation, RunCreate, RunUpdate, in_storable_range, normalise_status
 
 c = agent_runs.c
@@ -39,7 +38,7 @@ class NewRuns:
     """Runs to insert with every piece of Python work done: made before the write lock is taken."""
 
     rows: list[Mapping[str, Any]]  # unique event_ids
-    params: list[list[Any]]  # SQLite: each row's values as the driver takes them (else empty)
+    params: list[tuple]  # SQLite: each row's values as the driver takes them (else empty)
     delta: rollups.Delta  # the rollup effect if every row is inserted
     rollup_rows: dict[str, list[tuple]]
 
@@ -50,7 +49,7 @@ def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns
     delta = rollups.Delta()
     for row in rows:
         delta.add(row, +1)
-    params = _sqlite_params(rows) if dialect == "sqlite" and rows else []
+    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
     return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
 
 
@@ -82,34 +81,6 @@ def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     return insert_new_runs(session, prepare_new_runs(rows, session.get_bind().dialect.name))
 
 
-_TIME_COLUMNS = frozenset(col.name for col in agent_runs.columns if isinstance(col.type, UTCDateTime))
-_JSON_COLUMNS = frozenset(col.name for col in agent_runs.columns if isinstance(col.type, JSONDocument))
-
-
-def _sqlite_params(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """Each row's values as SQLite's driver takes them (the first row's columns, in order).
-
-    Converted as console.types does (fixed UTC text, compact JSON), by column
-    position rather than per value.
-    """
-    columns = list(rows[0])
-    pick = operator.itemgetter(*columns)
-    times = [i for i, name in enumerate(columns) if name in _TIME_COLUMNS]
-    documents = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
-    params: list[list[Any]] = []
-    for row in rows:
-        values = list(pick(row))
-        for i in times:
-            value = values[i]
-            if value is not None:
-                values[i] = value.isoformat(timespec="microseconds") if value.tzinfo is UTC else format_utc(value)
-        for i in documents:
-            if values[i] is not None:
-                values[i] = _dumps(values[i])
-        params.append(values)
-    return params
-
-
 def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """One-row INSERT ... ON CONFLICT DO NOTHING RETURNING, sent as a psycopg pipelined executemany.
 
@@ -120,7 +91,7 @@ def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> s
 
     columns = list(rows[0])
     pick = operator.itemgetter(*columns)
-    documents = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
+    documents = [i for i, name in enumerate(columns) if name in JSON_COLUMNS]
     params = []
     for row in rows:
         values = list(pick(row))
@@ -142,7 +113,6 @@ def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> s
     return inserted
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def create_run(session: Session, record: RunCreate, *, now: Optional[datetime] = None) -> bool:

@@ -7,8 +7,9 @@ Plain functions over a session: lock the runs a transaction will change
 from __future__ import annotations
 
 import json
+import operator
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Optional
 
@@ -91,7 +92,7 @@ def write_runs(
 
 
 _TIME_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, UTCDateTime))
-_JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, JSONDocument))
+JSON_COLUMNS = frozenset(c.name for c in agent_runs.columns if isinstance(c.type, JSONDocument))
 
 
 # SQLite's default limit of bound variables per statement (since 3.32).
@@ -121,38 +122,37 @@ def insert_sqlite_rows(session: Session, columns: Sequence[str], rows: Sequence[
     return returned
 
 
-def insert_runs(session: Session, rows: list[Any]) -> None:
-    """Insert new runs (dicts, or tuples from driver_rows). SQLite: straight to the
-    driver (SQLAlchemy's per-row work was as costly as SQLite's own)."""
+def insert_runs(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert new runs. SQLite: straight to the driver (SQLAlchemy's per-row work was
+    as costly as SQLite's own)."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(insert(agent_runs), rows)
         return
-    params = [row if isinstance(row, tuple) else None for row in rows]
-    missing = [row for row in rows if not isinstance(row, tuple)]
-    converted = iter(driver_rows(missing))
-    params = [p if p is not None else next(converted) for p in params]
-    insert_sqlite_rows(session, RUN_COLUMNS, params)
+    insert_sqlite_rows(session, RUN_COLUMNS, driver_rows(rows))
 
 
-_TIME_INDEXES = [i for i, name in enumerate(RUN_COLUMNS) if name in _TIME_COLUMNS]
-_JSON_INDEXES = [i for i, name in enumerate(RUN_COLUMNS) if name in _JSON_COLUMNS]
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def driver_rows(rows: list[dict[str, Any]]) -> list[tuple]:
-    """Rows as SQLite's driver takes them, converted exactly as the column types do."""
+def driver_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = RUN_COLUMNS) -> list[tuple]:
+    """Rows as SQLite's driver takes them (`columns`, in order), converted exactly as the
+    column types do (fixed UTC text, compact JSON), by column position rather than per value."""
+    pick = operator.itemgetter(*columns)  # a tuple per row: a run has many columns
+    times = [i for i, name in enumerate(columns) if name in _TIME_COLUMNS]
+    documents = [i for i, name in enumerate(columns) if name in JSON_COLUMNS]
     params = []
-    times: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
+    texts: dict[datetime, str] = {}  # created_at / updated_at are one `now` per batch
     for row in rows:
-        values = [row[name] for name in RUN_COLUMNS]
-        for i in _TIME_INDEXES:
+        values = list(pick(row))
+        for i in times:
             value = values[i]
             if value is not None:
-                text_value = times.get(value)
+                text_value = texts.get(value)
                 if text_value is None:
-                    text_value = times[value] = format_utc(value)
+                    text_value = texts[value] = format_utc(value)
                 values[i] = text_value
-        for i in _JSON_INDEXES:
+        for i in documents:
             if values[i] is not None:
-                values[i] = json.dumps(values[i], separators=(",", ":"), ensure_ascii=False)
+                values[i] = _dumps(values[i])
         params.append(tuple(values))
     return params

@@ -85,16 +85,28 @@ def in_storable_range(value: datetime) -> datetime:
     return value
 
 
+def plain_timestamp(value: Any) -> Optional[datetime]:
+    """The usual zoned ISO 8601 text, by datetime's C parser, as UTC in the storable range.
+
+    None for anything else: parse_timestamp decides those, and words the error.
+    """
+    if type(value) is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            return None
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return parsed if MIN_YEAR <= parsed.year <= MAX_YEAR else None
+
+
 def _aware_timestamp(value: Any) -> Any:
     if isinstance(value, str):
-        # Fast path for the usual zoned ISO 8601 text (datetime's C parser); anything
-        # else takes parse_timestamp, which also words the error.
-        try:
-            parsed = datetime.fromisoformat(value)
-            if parsed.tzinfo is not None and MIN_YEAR <= parsed.year <= MAX_YEAR:
-                return in_storable_range(parsed.astimezone(UTC))
-        except (ValueError, OverflowError):
-            pass
+        parsed = plain_timestamp(value)
+        if parsed is not None:
+            return parsed
         try:
             return in_storable_range(parse_timestamp(value, require_zone=True))
         except (ValueError, OverflowError) as exc:

@@ -15,7 +15,6 @@ so that it cannot fail the others.
 
 from __future__ import annotations
 
-import fcntl
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, Optional, TypeVar
@@ -23,6 +22,7 @@ from typing import Any, Generic, Optional, TypeVar
 from sqlalchemy.orm import Session
 
 from .db import Database, DatabaseUnavailable
+from .locks import file_lock
 
 T = TypeVar("T")
 _guard = threading.Lock()
@@ -44,7 +44,8 @@ def queued_write(db: Database, work: Callable[[Session], T], *, shared: bool = F
     """`db.write(work)`, after waiting our turn for the file's write lock (SQLite)."""
     if not db.settings.is_sqlite:
         return db.write(work)
-    key = str(db.settings.lock_path("write"))
+    path = db.settings.lock_path("write")
+    key = str(path)
     job = _Job(work)
     with _guard:
         lock = _thread_locks.setdefault(key, threading.Lock())
@@ -52,16 +53,12 @@ def queued_write(db: Database, work: Callable[[Session], T], *, shared: bool = F
             _waiting.setdefault(key, []).append(job)
     with lock:  # one thread of this process at a time holds the file lock
         if not job.done:
-            with open(key, "a+b") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    jobs = [job]
-                    if shared:  # everything that queued up while we waited for the file
-                        with _guard:
-                            jobs, _waiting[key] = _waiting[key], []
-                    _run(db, jobs)
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            with file_lock(path):
+                jobs = [job]
+                if shared:  # everything that queued up while we waited for the file
+                    with _guard:
+                        jobs, _waiting[key] = _waiting[key], []
+                _run(db, jobs)
     if job.error is not None:
         raise job.error
     return job.result
