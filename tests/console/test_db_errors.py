@@ -57,3 +57,16 @@ def test_reads_map_driver_level_trouble_too(db):
     with pytest.raises(DatabaseUnavailable):
         with db.read():
             raise _driver_error(db, "OperationalError", "database is locked")
+
+
+@pytest.mark.parametrize("mmap_bytes", ["268435456", "0"])
+def test_sqlite_connections_read_through_the_configured_memory_map(tmp_path, mmap_bytes):
+    from console.db import Database
+    from console.settings import load_settings
+
+    db = Database(load_settings({"TELEMETRY_DB_PATH": str(tmp_path / "t.sqlite"), "TELEMETRY_DB_MMAP_BYTES": mmap_bytes}))
+    try:
+        with db.read() as session:
+            assert session.execute(text("PRAGMA mmap_size")).scalar_one() == int(mmap_bytes)
+    finally:
+        db.dispose()

@@ -139,18 +139,12 @@ def test_an_empty_array_is_fine(client):
     assert client.post("/api/v1/ingest", json=[]).json == {"accepted": 0, "duplicates": 0, "rejected": []}
 
 
-def test_too_many_lines_is_413(env):
-    from console import create_app
-    from console.settings import load_settings
-
-    app = create_app(load_settings({**env, "TELEMETRY_MAX_BATCH_ITEMS": "3"}), {"TESTING": True})
-    try:
-        lines = [line("heartbeat", "2026-01-12T10:00:00Z") for _ in range(4)]
-        response = app.test_client().post("/api/v1/ingest", json=lines)
-        assert response.status_code == 413
-        assert "limit is 3" in response.json["detail"]
-    finally:
-        app.extensions["telemetry_db"].dispose()
+def test_too_many_lines_is_413(make_app):
+    client = make_app(TELEMETRY_MAX_BATCH_ITEMS="3").test_client()
+    lines = [line("heartbeat", "2026-01-12T10:00:00Z") for _ in range(4)]
+    response = client.post("/api/v1/ingest", json=lines)
+    assert response.status_code == 413
+    assert "limit is 3" in response.json["detail"]
 
 
 def test_not_json_is_400_and_wrong_type_is_415(client):
@@ -277,37 +271,21 @@ def test_bad_data_of_each_kind_is_rejected_by_line(client):
     assert client.get("/api/v1/runs/ev-1").status_code == 404
 
 
-def test_a_body_over_the_byte_limit_is_413(env):
-    from console import create_app
-    from console.settings import load_settings
-
-    app = create_app(load_settings({**env, "TELEMETRY_MAX_BODY_BYTES": "2048"}), {"TESTING": True})
-    try:
-        lines = [line("heartbeat", "2026-01-12T10:00:00Z") for _ in range(20)]
-        response = app.test_client().post("/api/v1/ingest", json=lines)
-        assert response.status_code == 413
-        assert "detail" in response.json
-    finally:
-        app.extensions["telemetry_db"].dispose()
+def test_a_body_over_the_byte_limit_is_413(make_app):
+    client = make_app(TELEMETRY_MAX_BODY_BYTES="2048").test_client()
+    lines = [line("heartbeat", "2026-01-12T10:00:00Z") for _ in range(20)]
+    response = client.post("/api/v1/ingest", json=lines)
+    assert response.status_code == 413
+    assert "detail" in response.json
 
 
-def test_ingest_needs_the_token_when_auth_is_on(env):
-    from console import create_app
-    from console.settings import load_settings
-
-    app = create_app(
-        load_settings({**env, "TELEMETRY_API_AUTH_ENABLED": "true", "TELEMETRY_API_AUTH_TOKEN": "s3cret"}),
-        {"TESTING": True},
-    )
-    try:
-        client = app.test_client()
-        body = [line("heartbeat", "2026-01-12T10:00:00Z")]
-        denied = client.post("/api/v1/ingest", json=body)
-        assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Bearer")
-        allowed = client.post("/api/v1/ingest", json=body, headers={"Authorization": "Bearer s3cret"})
-        assert allowed.status_code == 200 and allowed.json["accepted"] == 1
-    finally:
-        app.extensions["telemetry_db"].dispose()
+def test_ingest_needs_the_token_when_auth_is_on(make_app):
+    client = make_app(TELEMETRY_API_AUTH_ENABLED="true", TELEMETRY_API_AUTH_TOKEN="s3cret").test_client()
+    body = [line("heartbeat", "2026-01-12T10:00:00Z")]
+    denied = client.post("/api/v1/ingest", json=body)
+    assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Bearer")
+    allowed = client.post("/api/v1/ingest", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 200 and allowed.json["accepted"] == 1
 
 
 def test_new_lines_of_stored_runs_beside_new_runs_and_fully_seen_runs(client, db):
