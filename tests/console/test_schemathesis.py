@@ -14,7 +14,7 @@ import time
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from console import create_app
 from console.settings import load_settings
+from console.validation import RESERVED_EVENT_IDS
 from tests.helpers import ConsoleProcess, free_port
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
@@ -76,6 +77,9 @@ def exercise(schema, max_examples: int, modes=(GenerationMode.POSITIVE, Generati
             @settings(max_examples=max_examples, deadline=None, suppress_health_check=HEALTH, database=None,
                       phases=[Phase.explicit, Phase.generate])
             def check(case):
+                # A reserved word (`stale`) names the concrete path GET /api/v1/runs/stale, which
+                # OpenAPI matches before the template /runs/{event_id}; schemathesis does not.
+                assume((case.path_parameters or {}).get("event_id") not in RESERVED_EVENT_IDS)
                 case.call_and_validate(checks=CHECKS, **call_kwargs)
 
             started = time.monotonic()
