@@ -1,26 +1,26 @@
 """The background sender: spool → POST /api/v1/ingest, one lock holder per base dir."""
 
 import atexit
-import json
 import logging
 import os
-import random
 import threading
 import time
 import weakref
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import __version__
+from .delivery import as_text, backoff_delay, parse_retry_after, response_detail
 from .spool import (
     LOCK_NAME,
+    apply_retention,
     count_lines,
     dead_letter,
     load_cursor,
     read_lines,
     save_cursor,
+    split_glued,
     spool_files,
 )
 
@@ -46,27 +46,6 @@ def _lock_file(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     else:
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-
-
-def parse_retry_after(value: Optional[str]) -> float:
-    """Return the seconds a Retry-After header asks for (0 when absent or unreadable)."""
-    if not value:
-        return 0.0
-    try:
-        return min(3600.0, max(0.0, float(value)))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-        return min(3600.0, max(0.0, (when - datetime.now(timezone.utc)).total_seconds()))
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def backoff_delay(failures: int, cap: float = 60.0) -> float:
-    """Return the wait before retry number `failures` (1, 2, 4 … cap seconds, with jitter)."""
-    base = min(cap, 2.0 ** max(0, failures - 1))
-    return min(cap, base * random.uniform(0.8, 1.2))
 
 
 class Sender:
@@ -325,7 +304,7 @@ class Sender:
         if 200 <= status < 300:
             self._accept(good, resp)
             return SENT
-        detail = _detail(resp)
+        detail = response_detail(resp)
         if status in (400, 413, 422):
             if len(good) > 1:  # find the culprit by halving the batch
                 self._limit = max(1, len(good) // 2)
@@ -350,7 +329,7 @@ class Sender:
                 line = good[index]
             except (AttributeError, TypeError, ValueError, IndexError):
                 continue
-            self._reject(line, _as_text(item.get("detail")), resp.status_code)
+            self._reject(line, as_text(item.get("detail")), resp.status_code)
         self.delivered += int(answer.get("accepted", len(good) - len(rejected)) or 0)
         self.duplicates += int(answer.get("duplicates", 0) or 0)
         self.batches += 1
@@ -444,70 +423,6 @@ class Sender:
             self.deliver_until(deadline, stop_on_failure=True)
         except Exception:
             logger.debug("telemetry: exit flush failed", exc_info=True)
-
-
-def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List[str]:
-    """Remove fully delivered daily spool files older than `days`; return their names."""
-    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y%m%d")
-    removed = []
-    for name in spool_files(raw_dir):
-        day = name[len("events_") : -len(".ndjson")]
-        if day >= cutoff:
-            continue
-        path = Path(raw_dir) / name
-        try:
-            if path.stat().st_size > offsets.get(name, 0):
-                continue  # undelivered lines: never removed
-            path.unlink()
-        except OSError:
-            continue
-        offsets.pop(name, None)
-        removed.append(name)
-    return removed
-
-
-# Every spool line starts with these bytes (spool.make_line).
-LINE_START = b'{"v":1,"id":"'
-
-
-def split_glued(body: bytes) -> Tuple[bytes, bytes]:
-    """Split another writer's torn fragment off the front of a whole line.
-
-    When one process's write was cut short (a full disk) and another appended its
-    line right after, the two share a line. The whole line after the fragment is
-    still good: return (fragment, line), or (b"", body) when nothing is glued.
-    Only a line that holds the line start twice is parsed, so the usual cost is one
-    find.
-    """
-    start = body.find(LINE_START, 1)
-    if start < 0 or _is_spool_line(body):
-        return b"", body
-    while start >= 0:  # the line start may also stand inside a payload: try each
-        if _is_spool_line(body[start:]):
-            return body[:start], body[start:]
-        start = body.find(LINE_START, start + 1)
-    return b"", body
-
-
-def _is_spool_line(body: bytes) -> bool:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and "id" in value and "kind" in value
-
-
-def _detail(resp) -> str:
-    try:
-        return _as_text(resp.json().get("detail"))
-    except Exception:
-        return (resp.text or "")[:500]
-
-
-def _as_text(detail) -> str:
-    if isinstance(detail, str):
-        return detail
-    return json.dumps(detail, default=str)[:2000]
 
 
 def _exit_hook(ref) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -203,7 +203,7 @@ def tail_is_abandoned(path: Path, now: Optional[float] = None) -> bool:
     """True when nobody will finish the file's last line: an earlier day's file, or a quiet one."""
     name = Path(path).name
     today = datetime.now(timezone.utc).strftime("%Y%m%d")
-    if name.startswith(EVENTS_PREFIX) and name[len(EVENTS_PREFIX):len(EVENTS_PREFIX) + 8] < today:
+    if name.startswith(EVENTS_PREFIX) and name[len(EVENTS_PREFIX) : len(EVENTS_PREFIX) + 8] < today:
         return True
     try:
         quiet = (now or time.time()) - os.stat(path).st_mtime
@@ -286,3 +286,54 @@ def dead_letter(raw_dir: Path, line: bytes, reason: str, status: Optional[int] =
     except OSError as exc:
         logger.error("telemetry: cannot write dead letter %s: %s", path, exc)
         return False
+
+
+def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List[str]:
+    """Remove fully delivered daily spool files older than `days`; return their names."""
+    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y%m%d")
+    removed = []
+    for name in spool_files(raw_dir):
+        day = name[len("events_") : -len(".ndjson")]
+        if day >= cutoff:
+            continue
+        path = Path(raw_dir) / name
+        try:
+            if path.stat().st_size > offsets.get(name, 0):
+                continue  # undelivered lines: never removed
+            path.unlink()
+        except OSError:
+            continue
+        offsets.pop(name, None)
+        removed.append(name)
+    return removed
+
+
+# Every spool line starts with these bytes (spool.make_line).
+LINE_START = b'{"v":1,"id":"'
+
+
+def split_glued(body: bytes) -> Tuple[bytes, bytes]:
+    """Split another writer's torn fragment off the front of a whole line.
+
+    When one process's write was cut short (a full disk) and another appended its
+    line right after, the two share a line. The whole line after the fragment is
+    still good: return (fragment, line), or (b"", body) when nothing is glued.
+    Only a line that holds the line start twice is parsed, so the usual cost is one
+    find.
+    """
+    start = body.find(LINE_START, 1)
+    if start < 0 or _is_spool_line(body):
+        return b"", body
+    while start >= 0:  # the line start may also stand inside a payload: try each
+        if _is_spool_line(body[start:]):
+            return body[:start], body[start:]
+        start = body.find(LINE_START, start + 1)
+    return b"", body
+
+
+def _is_spool_line(body: bytes) -> bool:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "id" in value and "kind" in value

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from telemetry import TelemetryClient
-from telemetry.sender import Sender, apply_retention, backoff_delay, parse_retry_after
-from telemetry.spool import SpoolWriter, load_cursor, make_line, run_head, spool_counts
+from telemetry.delivery import backoff_delay, parse_retry_after
+from telemetry.sender import Sender
+from telemetry.spool import SpoolWriter, apply_retention, load_cursor, make_line, run_head, spool_counts
 
 
 @pytest.fixture
@@ -178,8 +179,7 @@ print("done", flush=True)
 def _run_agent(sdk_env, url, count, flush_timeout="2"):
     env = dict(os.environ, TELEMETRY_API_URL=url, TELEMETRY_FLUSH_TIMEOUT=flush_timeout)
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", AGENT, str(count)], env=env, capture_output=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-c", AGENT, str(count)], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     return time.monotonic() - started
 

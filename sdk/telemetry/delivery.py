@@ -1,0 +1,43 @@
+"""How the sender reads the console's answers: when to retry, and what an error says."""
+
+import json
+import random
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Optional
+
+
+def parse_retry_after(value: Optional[str]) -> float:
+    """Return the seconds a Retry-After header asks for (0 when absent or unreadable)."""
+    if not value:
+        return 0.0
+    try:
+        return min(3600.0, max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+        return min(3600.0, max(0.0, (when - datetime.now(timezone.utc)).total_seconds()))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def backoff_delay(failures: int, cap: float = 60.0) -> float:
+    """Return the wait before retry number `failures` (1, 2, 4 … cap seconds, with jitter)."""
+    base = min(cap, 2.0 ** max(0, failures - 1))
+    return min(cap, base * random.uniform(0.8, 1.2))
+
+
+def response_detail(resp) -> str:
+    """The `detail` of a console error answer, as text (or the start of a body that is not JSON)."""
+    try:
+        return as_text(resp.json().get("detail"))
+    except Exception:
+        return (resp.text or "")[:500]
+
+
+def as_text(detail) -> str:
+    """A detail as text: a message as it is, a 422 list as JSON."""
+    if isinstance(detail, str):
+        return detail
+    return json.dumps(detail, default=str)[:2000]
