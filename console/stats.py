@@ -75,23 +75,40 @@ def run_stats(
     if agent_name is not None:
         agent_filter = " AND agent_name = :agent"
         params["agent"] = agent_name
-    sums = ", ".join(f"sum({n})" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    values = ", ".join(("runs", "duration_ms_sum", *ITEM_COLUMNS))
     day_of_hour = (
         "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'" if dialect == "sqlite" else ("date_trunc('day', hour, 'UTC')")
     )
+    # One row per agent, status and period: an hour row, or the sum of the hours or the
+    # day row that make a day. Read twice: summed per agent and status (totals), and
+    # in order of period, agent and status (buckets), so that Python only appends.
     if bucket == "hour":
-        count_sql = (
-            f"SELECT agent_name, status, hour, {sums} FROM run_rollups "
-            f"WHERE hour >= :since{agent_filter} GROUP BY agent_name, status, hour"
+        period_rows = (
+            f"SELECT agent_name, status, hour AS period, {values} FROM run_rollups WHERE hour >= :since{agent_filter}"
         )
     else:
-        count_sql = (
+        sums = ", ".join(f"sum({n}) AS {n}" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
+        period_rows = (
             f"SELECT agent_name, status, {day_of_hour} AS period, {sums} FROM run_rollups "
             f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, status, period "
-            f"UNION ALL SELECT agent_name, status, day, {sums} FROM run_rollup_days "
-            f"WHERE day >= :first_day{agent_filter} GROUP BY agent_name, status, day"
+            f"UNION ALL SELECT agent_name, status, day AS period, {values} FROM run_rollup_days "
+            f"WHERE day >= :first_day{agent_filter}"
         )
-    rows = session.execute(text(count_sql), params).all()
+    total_sums = ", ".join(f"sum({n})" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    totals = session.execute(
+        text(f"SELECT agent_name, status, {total_sums} FROM ({period_rows}) AS p GROUP BY agent_name, status"), params
+    ).all()
+    if bucket == "hour":  # one row per hour, agent and status already, in this order (the key)
+        series_sql = (
+            f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
+            "AND runs <> 0 ORDER BY hour, agent_name, status"
+        )
+    else:
+        series_sql = (
+            f"SELECT agent_name, period, status, sum(runs) FROM ({period_rows}) AS p "
+            "GROUP BY agent_name, period, status HAVING sum(runs) <> 0 ORDER BY period, agent_name, status"
+        )
+    series = session.execute(text(series_sql), params).all()
     histograms = session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
@@ -105,24 +122,18 @@ def run_stats(
     counts: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     items: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ITEM_NAMES, 0))
     durations: dict[Any, int] = defaultdict(int)
-    periods: dict[Any, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    starts: dict[Any, str] = {}  # the same few hundred periods recur for every agent
-    for agent, status, period_start, runs, duration_sum, *item_sums in rows:
+    for agent, status, runs, duration_sum, *item_sums in totals:
         if not runs:
             continue
-        start = starts.get(period_start)
-        if start is None:
-            start = starts[period_start] = format_utc(hour_of(period_start))
         runs = int(runs)
         finished_ms = int(duration_sum or 0) if status != "running" else 0
-        item_values = [int(v or 0) for v in item_sums]
         for key in (agent, None):
             counts[key][status] += runs
             durations[key] += finished_ms
             block_items = items[key]
-            for name, value in zip(ITEM_NAMES, item_values, strict=True):
-                block_items[name] += value
-            periods[key][start][status] += runs
+            for name, value in zip(ITEM_NAMES, item_sums, strict=True):
+                block_items[name] += int(value or 0)
+    buckets = _fold_series(series)
     hist: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for agent, bucket_index, runs in histograms:
         hist[agent][int(bucket_index)] += int(runs)
@@ -130,11 +141,7 @@ def run_stats(
 
     def block(key: Optional[str]) -> dict[str, Any]:
         out = _summary(counts[key], items[key], durations[key], hist[key])
-        out["buckets"] = [
-            {"start": start, "counts": dict(sorted((s, n) for s, n in c.items() if n))}
-            for start, c in sorted(periods[key].items())
-            if any(c.values())
-        ]
+        out["buckets"] = buckets.get(key, [])
         return out
 
     agents = sorted(k for k, c in counts.items() if k is not None and any(c.values()))
@@ -144,6 +151,31 @@ def run_stats(
         "overall": block(None),
         "agents": {name: block(name) for name in agents},
     }
+
+
+def _fold_series(series: Iterable[tuple[str, Any, str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+    """Rows (agent, period, status, runs) in order of period, agent and status, as the
+    bucket list of each agent and, under None, of all agents together."""
+    buckets: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    overall = buckets[None]
+    last_period: Any = object()
+    start = ""
+    overall_counts: dict[str, int] = {}
+    for agent, period, status, runs in series:
+        if period != last_period:
+            start, last_period = format_utc(hour_of(period)), period
+            overall_counts = {}
+            overall.append({"start": start, "counts": overall_counts})
+        agent_buckets = buckets[agent]
+        if not agent_buckets or agent_buckets[-1]["start"] != start:
+            agent_buckets.append({"start": start, "counts": {}})
+        runs = int(runs)
+        agent_buckets[-1]["counts"][status] = runs
+        overall_counts[status] = overall_counts.get(status, 0) + runs
+    for bucket in overall:  # statuses arrive sorted per agent; across agents, sort them
+        bucket["counts"] = {status: n for status, n in sorted(bucket["counts"].items()) if n}
+    buckets[None] = [bucket for bucket in overall if bucket["counts"]]
+    return buckets
 
 
 def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:

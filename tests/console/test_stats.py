@@ -91,3 +91,34 @@ def test_a_since_within_a_day_reads_its_hours_then_whole_days(client):
     assert later["agents"]["alpha"]["counts"] == {"failure": 1}
     assert later["agents"]["alpha"]["p50_ms"] == later["agents"]["alpha"]["p95_ms"]
     assert abs(later["agents"]["alpha"]["p50_ms"] - 50) <= 0.091 * 50
+
+
+def test_hourly_buckets_of_many_agents_add_up_per_hour(client):
+    # Runs of three agents over five hours, statuses interleaved: each agent's buckets
+    # follow its hours in order, and the overall bucket of an hour sums every agent's.
+    lines, expected = [], {}
+    for i in range(30):
+        agent, hour = ("alpha", "beta", "gamma")[i % 3], 10 + (i * 7) % 5
+        status = ("success", "failure", "partial", "success")[i % 4]
+        start = f"2026-01-12T{hour:02d}:{i:02d}:00Z"
+        lines.append(ended(f"h-{i}", agent, status, 100 + i, start))
+        counts = expected.setdefault(agent, {}).setdefault(f"2026-01-12T{hour:02d}:00:00.000000+00:00", {})
+        counts[status] = counts.get(status, 0) + 1
+    assert client.post("/api/v1/ingest", json=lines).json["accepted"] == 30
+    for event_id in ("h-0", "h-15"):  # alpha's two runs at 10:00 are deleted: that bucket goes
+        assert client.delete(f"/api/v1/runs/{event_id}").status_code in (200, 204)
+    del expected["alpha"]["2026-01-12T10:00:00.000000+00:00"]
+    body = client.get("/api/v1/stats?since=2026-01-12T00:00:00Z&bucket=hour").json
+
+    def as_buckets(by_hour: dict) -> list[dict]:
+        return [{"start": h, "counts": dict(sorted(c.items()))} for h, c in sorted(by_hour.items()) if c]
+
+    overall: dict = {}
+    for agent, by_hour in expected.items():
+        assert body["agents"][agent]["buckets"] == as_buckets(by_hour)
+        for hour, counts in by_hour.items():
+            for status, n in counts.items():
+                overall.setdefault(hour, {})[status] = overall.get(hour, {}).get(status, 0) + n
+    assert body["overall"]["buckets"] == as_buckets(overall)
+    assert body["overall"]["total"] == 28
+    assert body["agents"]["alpha"]["buckets"][0]["start"] == "2026-01-12T11:00:00.000000+00:00"
