@@ -76,39 +76,36 @@ def run_stats(
         agent_filter = " AND agent_name = :agent"
         params["agent"] = agent_name
     values = ", ".join(("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    sums = ", ".join(f"sum({n}) AS {n}" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
     day_of_hour = (
         "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'" if dialect == "sqlite" else ("date_trunc('day', hour, 'UTC')")
     )
-    # One row per agent, status and period: an hour row, or the sum of the hours or the
-    # day row that make a day. Read twice: summed per agent and status (totals), and
-    # in order of period, agent and status (buckets), so that Python only appends.
+    # One row per agent, status and day: the hours before the first whole day summed
+    # per day, then the day grain. A few thousand rows even for a long range.
+    day_rows = (
+        f"SELECT agent_name, day_of_hour AS period, status, {sums} FROM ("
+        f"SELECT agent_name, status, {day_of_hour} AS day_of_hour, {values} FROM run_rollups "
+        f"WHERE hour >= :since AND hour < :first_day{agent_filter}) AS h GROUP BY agent_name, status, day_of_hour "
+        f"UNION ALL SELECT agent_name, day AS period, status, {values} FROM run_rollup_days "
+        f"WHERE day >= :first_day{agent_filter}"
+    )
     if bucket == "hour":
-        period_rows = (
-            f"SELECT agent_name, status, hour AS period, {values} FROM run_rollups WHERE hour >= :since{agent_filter}"
-        )
+        # Totals from the day rows; the buckets from the hour grain in its key order
+        # (hour, agent, status), so that the fold only appends.
+        totals = session.execute(
+            text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
+        ).all()
+        series = session.execute(
+            text(
+                f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
+                "AND runs <> 0 ORDER BY hour, agent_name, status"
+            ),
+            params,
+        ).all()
     else:
-        sums = ", ".join(f"sum({n}) AS {n}" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
-        period_rows = (
-            f"SELECT agent_name, status, {day_of_hour} AS period, {sums} FROM run_rollups "
-            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, status, period "
-            f"UNION ALL SELECT agent_name, status, day AS period, {values} FROM run_rollup_days "
-            f"WHERE day >= :first_day{agent_filter}"
-        )
-    total_sums = ", ".join(f"sum({n})" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
-    totals = session.execute(
-        text(f"SELECT agent_name, status, {total_sums} FROM ({period_rows}) AS p GROUP BY agent_name, status"), params
-    ).all()
-    if bucket == "hour":  # one row per hour, agent and status already, in this order (the key)
-        series_sql = (
-            f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
-            "AND runs <> 0 ORDER BY hour, agent_name, status"
-        )
-    else:
-        series_sql = (
-            f"SELECT agent_name, period, status, sum(runs) FROM ({period_rows}) AS p "
-            "GROUP BY agent_name, period, status HAVING sum(runs) <> 0 ORDER BY period, agent_name, status"
-        )
-    series = session.execute(text(series_sql), params).all()
+        rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
+        totals = _sum_per_agent_and_status(rows)
+        series = [(agent, period, status, runs) for agent, period, status, runs, *_ in rows if runs]
     histograms = session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
@@ -151,6 +148,20 @@ def run_stats(
         "overall": block(None),
         "agents": {name: block(name) for name in agents},
     }
+
+
+def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
+    """Rows (agent, period, status, runs, duration_ms_sum, *items) summed over periods:
+    (agent, status, runs, duration_ms_sum, *items)."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for agent, _period, status, *values in rows:
+        sums = out.get((agent, status))
+        if sums is None:
+            out[(agent, status)] = [int(v or 0) for v in values]
+        else:
+            for i, value in enumerate(values):
+                sums[i] += int(value or 0)
+    return [(agent, status, *values) for (agent, status), values in out.items()]
 
 
 def _fold_series(series: Iterable[tuple[str, Any, str, Any]]) -> dict[Any, list[dict[str, Any]]]:
