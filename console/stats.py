@@ -95,17 +95,16 @@ def run_stats(
         totals = session.execute(
             text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
         ).all()
-        series = session.execute(
-            text(
-                f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
-                "AND runs <> 0 ORDER BY hour, agent_name, status"
-            ),
+        series = _plain_rows(
+            session,
+            f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
+            "AND runs <> 0 ORDER BY hour, agent_name, status",
             params,
-        ).all()
+        )
     else:
         rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
         totals = _sum_per_agent_and_status(rows)
-        series = [(agent, period, status, runs) for agent, period, status, runs, *_ in rows if runs]
+        series = [(agent, period, status, int(runs)) for agent, period, status, runs, *_ in rows if runs]
     histograms = session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
@@ -150,6 +149,14 @@ def run_stats(
     }
 
 
+def _plain_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple]:
+    """The rows of a long read as plain tuples: on SQLite straight from the driver
+    (which takes the same :name parameters), skipping a Row object per row."""
+    if session.get_bind().dialect.name == "sqlite":
+        return session.connection().connection.driver_connection.execute(sql, params).fetchall()
+    return [tuple(row) for row in session.execute(text(sql), params)]
+
+
 def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
     """Rows (agent, period, status, runs, duration_ms_sum, *items) summed over periods:
     (agent, status, runs, duration_ms_sum, *items)."""
@@ -164,7 +171,7 @@ def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
     return [(agent, status, *values) for (agent, status), values in out.items()]
 
 
-def _fold_series(series: Iterable[tuple[str, Any, str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[dict[str, Any]]]:
     """Rows (agent, period, status, runs) in order of period, agent and status, as the
     bucket list of each agent and, under None, of all agents together."""
     buckets: dict[Any, list[dict[str, Any]]] = defaultdict(list)
@@ -172,16 +179,17 @@ def _fold_series(series: Iterable[tuple[str, Any, str, Any]]) -> dict[Any, list[
     last_period: Any = object()
     start = ""
     overall_counts: dict[str, int] = {}
+    current: dict[str, dict[str, int]] = {}  # each agent's counts in the current period
     for agent, period, status, runs in series:
         if period != last_period:
-            start, last_period = format_utc(hour_of(period)), period
+            start, last_period, current = format_utc(hour_of(period)), period, {}
             overall_counts = {}
             overall.append({"start": start, "counts": overall_counts})
-        agent_buckets = buckets[agent]
-        if not agent_buckets or agent_buckets[-1]["start"] != start:
-            agent_buckets.append({"start": start, "counts": {}})
-        runs = int(runs)
-        agent_buckets[-1]["counts"][status] = runs
+        counts = current.get(agent)
+        if counts is None:
+            counts = current[agent] = {}
+            buckets[agent].append({"start": start, "counts": counts})
+        counts[status] = runs
         overall_counts[status] = overall_counts.get(status, 0) + runs
     for bucket in overall:  # statuses arrive sorted per agent; across agents, sort them
         bucket["counts"] = {status: n for status, n in sorted(bucket["counts"].items()) if n}
