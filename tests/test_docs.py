@@ -25,3 +25,15 @@ def test_every_cli_command_is_documented():
     text = all_docs()
     missing = [name for name in COMMANDS if f"python -m console {name}" not in text]
     assert not missing, f"undocumented commands: {missing}"
+
+
+def python_modules() -> list[str]:
+    root = DOCS.parent
+    found = sorted(root.glob("console/**/*.py")) + sorted(root.glob("sdk/telemetry/**/*.py"))
+    return [str(path.relative_to(root)) for path in found]
+
+
+def test_every_module_is_on_the_architecture_map():
+    text = (DOCS / "architecture.md").read_text()
+    missing = [module for module in python_modules() if f"`{module}`" not in text]
+    assert python_modules() and not missing, f"modules missing from docs/architecture.md: {missing}"
