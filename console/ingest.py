@@ -108,16 +108,19 @@ _DATA_MODELS = {
 }
 
 
+@dataclass(slots=True)
 class Envelope:
     """A validated envelope: SpoolLine's fields, in a plain object (a tenth of a model's cost to make)."""
 
-    __slots__ = ("id", "kind", "ts", "event_id", "run_id", "agent_name", "job_type", "start_time", "data")
-
-    def __init__(self, id, kind, ts, event_id, run_id, agent_name, job_type, start_time, data):  # noqa: A002
-        self.id, self.kind, self.ts, self.event_id = id, kind, ts, event_id
-        self.run_id, self.agent_name, self.job_type, self.start_time, self.data = (
-            run_id, agent_name, job_type, start_time, data
-        )
+    id: str
+    kind: str
+    ts: datetime
+    event_id: str
+    run_id: str
+    agent_name: str
+    job_type: str
+    start_time: datetime
+    data: Optional[dict[str, Any]]
 
     @classmethod
     def of(cls, model: SpoolLine) -> Envelope:
@@ -397,7 +400,7 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
     runs = [e for e, lines in prepared.by_run.items() if all_fresh or any(x.envelope.id in claimed for x in lines)]
     # SQLite: insert the runs whose lines are all new as folded in advance; only those
     # that exist already are read and folded again (no lookup for the common case).
-    inserted = _insert_new(session, prepared, runs, claimed) if prepared.dialect == "sqlite" else set()
+    inserted = _insert_new(session, prepared, runs, claimed, all_fresh) if prepared.dialect == "sqlite" else set()
     rest = [e for e in runs if e not in inserted] if inserted else runs
     lock_runs(session, sorted(rest))
     stored = load_runs(session, rest) if rest else {}
@@ -437,9 +440,11 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
         session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
 
 
-def _insert_new(session: Session, prepared: Prepared, runs: list[str], claimed: set[str]) -> set[str]:
+def _insert_new(
+    session: Session, prepared: Prepared, runs: list[str], claimed: set[str], all_fresh: bool
+) -> set[str]:
     """Insert (SQLite) the prepared rows of the runs whose lines are all fresh; returns those inserted."""
-    if len(claimed) == len(prepared.lines):
+    if all_fresh:
         candidates = runs
     else:
         candidates = [e for e in runs if all(line.envelope.id in claimed for line in prepared.by_run[e])]

@@ -93,7 +93,6 @@ agent_runs = Table(
 )
 
 
-
 def _without_nulls(column) -> dict:
     """A partial index of the rows where `column` is set (migration 0011): `column = x` implies it."""
     return {"sqlite_where": column.isnot(None), "postgresql_where": column.isnot(None)}

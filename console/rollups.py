@@ -17,8 +17,9 @@ Direct writes (SQLite only): other tools write and delete rows in the file. The
 update and delete triggers of migration 0004 count, per hour, every row change of
 the columns rolled up here into `rollup_dirty`, and rows inserted by others are
 found above the insert watermark (console/watermark.py, which marks their hours);
-`record_changes` subtracts the changes it accounted for. An hour whose count is not zero afterwards was changed by someone else, and
-`reconcile_dirty` recomputes it from `agent_runs`.
+`record_changes` subtracts the changes it accounted for. An hour whose count is
+not zero afterwards was changed by someone else, and `reconcile_dirty` recomputes
+it from `agent_runs`.
 """
 
 from __future__ import annotations

@@ -113,8 +113,6 @@ def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> s
     return inserted
 
 
-
-
 def create_run(session: Session, record: RunCreate, *, now: Optional[datetime] = None) -> bool:
     """Store one run; True when created, False when its event_id was already stored."""
     return bool(insert_values(session, [run_values(record, now)]))

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from .rollups import ITEM_COLUMNS, bucket_value, hour_of
+from .rollups import ITEM_COLUMNS, SUM_COLUMNS, bucket_value, hour_of
 from .timeutil import format_utc, utcnow
 
 DEFAULT_DAYS = 7
@@ -75,8 +75,8 @@ def run_stats(
     if agent_name is not None:
         agent_filter = " AND agent_name = :agent"
         params["agent"] = agent_name
-    values = ", ".join(("runs", "duration_ms_sum", *ITEM_COLUMNS))
-    sums = ", ".join(f"sum({n}) AS {n}" for n in ("runs", "duration_ms_sum", *ITEM_COLUMNS))
+    values = ", ".join(SUM_COLUMNS)
+    sums = ", ".join(f"sum({n}) AS {n}" for n in SUM_COLUMNS)
     day_of_hour = (
         "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'" if dialect == "sqlite" else ("date_trunc('day', hour, 'UTC')")
     )

@@ -23,6 +23,7 @@ def new_id() -> str:
     value = (value & ~(0xF << 76) | 0x7 << 76) & ~(0x3 << 62) | 0x2 << 62
     return str(uuid.UUID(int=value))
 
+
 STATUSES = ("running", "success", "failure", "partial", "timeout", "cancelled")
 STATUS_ALIASES = {
     "failed": "failure",

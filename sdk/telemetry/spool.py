@@ -293,7 +293,7 @@ def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List
     cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y%m%d")
     removed = []
     for name in spool_files(raw_dir):
-        day = name[len("events_") : -len(".ndjson")]
+        day = name[len(EVENTS_PREFIX) : -len(".ndjson")]
         if day >= cutoff:
             continue
         path = Path(raw_dir) / name
@@ -308,7 +308,7 @@ def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List
     return removed
 
 
-# Every spool line starts with these bytes (spool.make_line).
+# Every spool line starts with these bytes (make_line).
 LINE_START = b'{"v":1,"id":"'
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import threading
 import time
 
 import pytest
 from sqlalchemy import text
 
+from console.locks import file_lock
 from console.writelock import queued_write
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])  # the file lock is SQLite's
@@ -32,22 +32,20 @@ def _run_together(db, works: list, settings) -> list:
     """Start every write while another process-like holder keeps the file lock, then let go."""
     results: list = [None] * len(works)
     errors: list = [None] * len(works)
-    with open(settings.lock_path("write"), "a+b") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # as another worker would
 
-        def call(i):
-            try:
-                results[i] = queued_write(db, works[i], shared=True)
-            except Exception as exc:  # noqa: BLE001 - checked below
-                errors[i] = exc
+    def call(i):
+        try:
+            results[i] = queued_write(db, works[i], shared=True)
+        except Exception as exc:  # noqa: BLE001 - checked below
+            errors[i] = exc
 
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(works))]
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(works))]
+    with file_lock(settings.lock_path("write")):  # held as another worker would
         for thread in threads:
             thread.start()
         time.sleep(0.3)  # every thread is queued behind the file lock
-        fcntl.flock(held, fcntl.LOCK_UN)
-        for thread in threads:
-            thread.join(10)
+    for thread in threads:
+        thread.join(10)
     return list(zip(results, errors, strict=True))
 
 
