@@ -150,6 +150,23 @@ class Database:
         self.engine.dispose()
 
 
+def driver_cursor(session: Session):
+    """The SQLite driver's cursor on the session's connection (inside its transaction).
+
+    Statements sent straight to it skip SQLAlchemy's per-statement work, which cost
+    more than SQLite's own for the few small statements of every write. One cursor
+    per transaction (kept in `session.info`): looking up the connection costs too.
+    """
+    transaction = session.get_transaction()
+    found = session.info.get("driver_cursor")
+    if found is None or found[0] is not transaction or transaction is None:
+        found = session.info["driver_cursor"] = (
+            transaction,
+            session.connection().connection.driver_connection.cursor(),
+        )
+    return found[1]
+
+
 def _transient(exc: DBAPIError) -> bool:
     """True for errors that a retry may cure: a lock, a dropped connection."""
     if exc.connection_invalidated:

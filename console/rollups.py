@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Optional
 
@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from . import watermark
+from .db import driver_cursor
 from .timeutil import format_utc, parse_timestamp
 
 GAMMA = 2**0.25
@@ -135,7 +136,7 @@ class Delta:
 
 
 @contextlib.contextmanager
-def own_writes(session: Session) -> Iterator[None]:
+def own_writes(session: Session, *, inserts_only: bool = False) -> Iterator[None]:
     """Within this block, this transaction's run writes are accounted for by record_changes.
 
     On SQLite it puts a row into rollup_guard, which keeps the dirty-hour triggers
@@ -143,11 +144,15 @@ def own_writes(session: Session) -> Iterator[None]:
     upsert per batch), and takes it out again before the block ends; new rows are
     indexed for search and put under the insert watermark at the end (see
     console/watermark.py). Call record_changes for every run written inside it.
+    `inserts_only`: the block only inserts runs, which fires none of those triggers,
+    so the guard's two statements are left out.
     """
     if session.get_bind().dialect.name != "sqlite" or session.info.get("rollup_guarded"):
         yield
         return
-    session.execute(text("INSERT INTO rollup_guard (id) VALUES (1)"))
+    execute = driver_cursor(session).execute
+    if not inserts_only:
+        execute("INSERT INTO rollup_guard (id) VALUES (1)")
     through = watermark.absorb_foreign(session)
     session.info["rollup_guarded"] = True
     try:
@@ -155,7 +160,8 @@ def own_writes(session: Session) -> Iterator[None]:
     finally:
         session.info.pop("rollup_guarded", None)
     watermark.advance(session, through)
-    session.execute(text("DELETE FROM rollup_guard"))
+    if not inserts_only:
+        execute("DELETE FROM rollup_guard")
 
 
 def _period(value: datetime, dialect: str) -> Any:
@@ -194,27 +200,31 @@ TABLES = {
 }
 
 
+def _upsert_sql(table: str, placeholder: Callable[[str], str]) -> str:
+    keys, sums = TABLES[table]
+    columns = (*keys, *sums)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholder(c) for c in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+    )
+
+
+_SQLITE_UPSERTS = {table: _upsert_sql(table, lambda _: "?") for table in TABLES}
+
+
 def _upsert(session: Session, table: str, rows: list[tuple]) -> None:
     if not rows:
         return
-    keys, sums = TABLES[table]
-    columns = (*keys, *sums)
     if session.get_bind().dialect.name == "sqlite":
         # Straight to the driver: a batch can hold a thousand groups, and SQLAlchemy's
         # per-row parameter work cost more than SQLite's upsert.
-        session.connection().exec_driver_sql(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums),
-            rows,
-        )
+        driver_cursor(session).executemany(_SQLITE_UPSERTS[table], rows)
         return
+    keys, sums = TABLES[table]
+    columns = (*keys, *sums)
     session.execute(
-        text(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
-        ),
+        text(_upsert_sql(table, lambda c: ":" + c)),
         [dict(zip(columns, row, strict=True)) for row in rows],
     )
 

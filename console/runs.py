@@ -61,7 +61,7 @@ def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
     """
     if not new.rows:
         return set()
-    with rollups.own_writes(session):
+    with rollups.own_writes(session, inserts_only=True):
         if session.get_bind().dialect.name == "sqlite":
             returned = insert_sqlite_rows(
                 session, list(new.rows[0]), new.params, " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from . import rollups
+from .db import driver_cursor
 from .models import agent_runs
 from .timeutil import format_utc
 from .types import JSONDocument, UTCDateTime
@@ -110,15 +111,12 @@ def insert_sqlite_rows(session: Session, columns: Sequence[str], rows: Sequence[
     one = "(" + ",".join("?" * len(columns)) + ")"
     head = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES "
     returned: list = []
-    cursor = session.connection().connection.driver_connection.cursor()
-    try:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            cursor.execute(head + ",".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
-            if tail:
-                returned += cursor.fetchall()
-    finally:
-        cursor.close()
+    cursor = driver_cursor(session)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        cursor.execute(head + ",".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
+        if tail:
+            returned += cursor.fetchall()
     return returned
 
 

@@ -17,19 +17,17 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from .db import driver_cursor
+
 _HOUR = "substr(replace(start_time, ' ', 'T'), 1, 13) || ':00:00.000000+00:00'"
-
-
-def _driver(session: Session):
-    return session.connection().exec_driver_sql
 
 
 def absorb_foreign(session: Session) -> int:
     """Mark the hours of other tools' new rows dirty; returns the watermark (SQLite write transaction)."""
-    execute = _driver(session)
+    execute = driver_cursor(session).execute  # a few statements per write: SQLAlchemy's own work cost more
     through, highest = execute(
         "SELECT through_id, (SELECT coalesce(max(id), 0) FROM agent_runs) FROM run_watermark"
-    ).one()
+    ).fetchone()
     if highest > through:
         execute(
             f"INSERT INTO rollup_dirty (hour, changes) SELECT {_HOUR}, count(*) FROM agent_runs "
@@ -41,8 +39,8 @@ def absorb_foreign(session: Session) -> int:
 
 def advance(session: Session, through: int) -> None:
     """Index every row above `through` and move the watermark past the newest row."""
-    execute = _driver(session)
-    highest = execute("SELECT coalesce(max(id), 0) FROM agent_runs").scalar_one()
+    execute = driver_cursor(session).execute
+    (highest,) = execute("SELECT coalesce(max(id), 0) FROM agent_runs").fetchone()
     if highest <= through:
         return
     execute(
@@ -60,8 +58,9 @@ def settle(session: Session) -> None:
 
 def behind(session: Session) -> bool:
     """True when rows above the watermark wait to be absorbed."""
-    return bool(
-        _driver(session)(
-            "SELECT (SELECT coalesce(max(id), 0) FROM agent_runs) > through_id FROM run_watermark"
-        ).scalar_one()
+    (behind_,) = (
+        driver_cursor(session)
+        .execute("SELECT (SELECT coalesce(max(id), 0) FROM agent_runs) > through_id FROM run_watermark")
+        .fetchone()
     )
+    return bool(behind_)
