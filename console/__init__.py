@@ -13,10 +13,28 @@ from .settings import Settings, load_settings
 __version__ = "0.1.0"
 
 
+class Console(Flask):
+    """Flask, answering `ensure_sync` once per function.
+
+    Flask asks `inspect` whether each hook and view is a coroutine function on
+    every request (ten times per POST); none of ours changes between requests.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._sync_callables: dict[Any, Any] = {}
+
+    def ensure_sync(self, func):
+        found = self._sync_callables.get(func)
+        if found is None:
+            found = self._sync_callables[func] = super().ensure_sync(func)
+        return found
+
+
 def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[str, Any]] = None) -> Flask:
     """Build the console. No threads are started here (the scheduler is `serve`'s)."""
     settings = settings or load_settings()
-    app = Flask(__name__, static_folder="static", template_folder="../templates")
+    app = Console(__name__, static_folder="static", template_folder="../templates")
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key(),
