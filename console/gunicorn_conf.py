@@ -6,7 +6,7 @@ _settings = load_settings()
 
 bind = f"{_settings.api_host}:{_settings.api_port}"
 workers = _settings.api_workers
-worker_class = "gthread"
+worker_class = "console.worker.ConsoleThreadWorker"
 threads = _settings.api_threads
 timeout = _settings.api_timeout
 graceful_timeout = 30

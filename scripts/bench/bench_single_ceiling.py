@@ -1,9 +1,9 @@
-"""How fast can single POSTs go here at all? The ceiling of gunicorn gthread, beside the console.
+"""How fast can single POSTs go here at all? The ceiling of the gunicorn worker, beside the console.
 
     .venv/bin/python scripts/bench/bench_single_ceiling.py [--requests 6000] [--commit-ms 2]
 
 Drives, with the same 8 keep-alive clients as bench_api.py (2 processes x 4
-threads), three servers in turn and prints requests/s with the CPU each side
+threads), four servers in turn and prints requests/s with the CPU each side
 spends per request and the server's context switches per request:
 
 - `handoff_app` under gunicorn gthread (1 worker, 8 threads): a WSGI app that
@@ -12,6 +12,8 @@ spends per request and the server's context switches per request:
   commit (`--commit-ms`, a sleep). This is the ceiling of the server model with
   a free application.
 - the same with gunicorn's access log on (the console logs every request);
+- the same under the console's own worker (console/worker.py: gthread, but a
+  thread keeps serving its keep-alive connection);
 - the console itself (`python -m console serve`, 1 worker, SQLite DELETE/FULL).
 
 Then, in this process, the console's request path with the commit stubbed out
@@ -109,14 +111,17 @@ def measure(port: int, server_pid: int, path: str, count: int) -> tuple[float, f
     return count / wall, (cpu1 - cpu0) / count * 1e6, client_cpu / count * 1e6, (switches1 - switches0) / count
 
 
-def handoff_server(access_log: bool, commit_ms: float) -> tuple[subprocess.Popen, int]:
+WORKERS = {"gthread": "gthread", "console's worker": "console.worker.ConsoleThreadWorker"}
+
+
+def handoff_server(access_log: bool, commit_ms: float, worker: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     argv = [
         sys.executable,
         "-m",
         "gunicorn",
         "-k",
-        "gthread",
+        WORKERS[worker],
         "--threads",
         "8",
         "-w",
@@ -129,7 +134,7 @@ def handoff_server(access_log: bool, commit_ms: float) -> tuple[subprocess.Popen
     ]
     if access_log:
         argv[3:3] = ["--access-logfile", os.devnull]
-    env = {**os.environ, "CEILING_COMMIT_MS": str(commit_ms)}
+    env = {**os.environ, "CEILING_COMMIT_MS": str(commit_ms), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
     while not _children(proc.pid) and time.monotonic() < deadline:
@@ -183,10 +188,10 @@ def main() -> int:
     args = parser.parse_args()
 
     rows = []
-    for access_log in (False, True):
-        proc, port = handoff_server(access_log, args.commit_ms)
+    for worker, access_log in (("gthread", False), ("gthread", True), ("console's worker", True)):
+        proc, port = handoff_server(access_log, args.commit_ms, worker)
         try:
-            label = f"gthread, free app, {args.commit_ms:g} ms commit" + (", access log" if access_log else "")
+            label = f"{worker}, free app, {args.commit_ms:g} ms commit" + (", access log" if access_log else "")
             rows.append((label, *measure(port, proc.pid, "/", args.requests)))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -224,9 +229,9 @@ def main() -> int:
         stop_console(proc)
 
     print(f"\n8 keep-alive clients, {args.requests} single POSTs per server; {os.cpu_count()} CPUs")
-    print(f"{'server':48} {'req/s':>7} {'server CPU us/req':>18} {'client CPU us/req':>18} {'switches/req':>13}")
+    print(f"{'server':52} {'req/s':>7} {'server CPU us/req':>18} {'client CPU us/req':>18} {'switches/req':>13}")
     for label, rate, server_cpu, client_cpu, switches in rows:
-        print(f"{label:48} {rate:7.0f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
+        print(f"{label:52} {rate:7.0f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
 
     back_to_back = request_path_cpu(tmp / "a", 0.0)
     paused = request_path_cpu(tmp / "b", args.commit_ms / 1000)
