@@ -5,17 +5,12 @@ the next request on it then costs two thread hand-offs (pool thread â†’ poller â
 pool thread), each a wake-up and a turn at the GIL. Here the thread that answered
 a keep-alive request watches its connection a moment longer and serves the next
 request itself, unless another connection is waiting for a thread.
-
-With several workers, new connections go to the least busy one (see `accept`):
-a keep-alive connection stays with its worker, and an uneven split (say 5 and 3
-of 8 agents) left one worker's GIL saturated while the other idled.
 """
 
 from __future__ import annotations
 
 import select
 import threading
-import time
 
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -25,24 +20,11 @@ WATCH_SECONDS = 0.005
 WATCH_SLICE_SECONDS = 0.001
 
 
-# Before it takes a new connection, a worker waits this long per connection it
-# already holds (up to the maximum): with several workers on one listening socket,
-# the least busy one takes it. Keep-alive connections stay with the worker that
-# accepted them, so an uneven split would last as long as the connections.
-ACCEPT_DELAY_PER_CONNECTION = 0.001
-ACCEPT_DELAY_MAX = 0.01
-
-
 class ConsoleThreadWorker(ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._queued = 0  # connections handed to the pool that no thread has taken yet
         self._queued_lock = threading.Lock()
-
-    def accept(self, server, listener):
-        if self.nr_conns and self.cfg.workers > 1:
-            time.sleep(min(self.nr_conns * ACCEPT_DELAY_PER_CONNECTION, ACCEPT_DELAY_MAX))
-        super().accept(server, listener)
 
     def enqueue_req(self, conn):
         with self._queued_lock:

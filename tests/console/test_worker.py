@@ -3,11 +3,9 @@ keeps serving its keep-alive connection must neither lose requests nor starve ot
 
 import http.client
 import json
-import os
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -72,68 +70,3 @@ def test_a_busy_keepalive_connection_does_not_starve_another_with_one_thread(one
         busy.join(15)
     assert statuses == [201] * 10
     assert set(busy_answers) == {200}
-
-
-def _workers(master_pid: int) -> list[str]:
-    return Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-
-
-def _wait_until_every_worker_listens(master_pid: int, count: int, timeout: float = 30.0) -> None:
-    """Until `count` workers watch the listening socket (their epoll set is no longer empty):
-    /health answering means only that one of them is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listening = 0
-        for pid in _workers(master_pid):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                try:
-                    if os.readlink(fd) == "anon_inode:[eventpoll]" and "tfd:" in Path(
-                        f"/proc/{pid}/fdinfo/{fd.name}"
-                    ).read_text():
-                        listening += 1
-                        break
-                except OSError:
-                    continue
-        if listening >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} workers listen after {timeout} s")
-
-
-def _established_per_worker(master_pid: int, port: int) -> list[int]:
-    """How many established connections to `port` each worker process holds (from /proc)."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
-            inodes.add(fields[9])
-    counts = []
-    for pid in _workers(master_pid):
-        held = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            held += target.startswith("socket:[") and target[8:-1] in inodes
-        counts.append(held)
-    return sorted(counts)
-
-
-def test_two_workers_share_new_keepalive_connections_evenly(tmp_path):
-    console = ConsoleProcess({"TELEMETRY_DB_PATH": str(tmp_path / "b.sqlite"), "TELEMETRY_API_PORT": str(free_port()),
-                              "TELEMETRY_API_WORKERS": "2"}, tmp_path / "log")
-    console.start()
-    connections = []
-    try:
-        _wait_until_every_worker_listens(console.proc.pid, 2)
-        for _ in range(8):  # one after another, as agents start: each lands on the less busy worker
-            conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
-            conn.request("GET", "/version")
-            assert conn.getresponse().read()
-            connections.append(conn)
-        assert _established_per_worker(console.proc.pid, console.port) == [4, 4]
-    finally:
-        for conn in connections:
-            conn.close()
-        console.stop()
