@@ -28,6 +28,11 @@ DOCS_PATHS = ("/docs", "/openapi.json")
 API_PREFIX = "/api/v1"
 
 
+def is_api_path(path: str) -> bool:
+    """True for the JSON API's paths (under /api/v1)."""
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
 def token_matches(presented: str, tokens: tuple[str, ...]) -> bool:
     """True when `presented` equals one of `tokens`, compared in constant time (all are tried)."""
     given = presented.encode("utf-8", "surrogatepass")
@@ -54,7 +59,7 @@ def required_access(settings: Settings) -> str:
     mode = getattr(view, "telemetry_auth", None)
     if mode is not None:
         return mode
-    if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+    if is_api_path(path):
         return "read" if request.method in ("GET", "HEAD") else "write"
     if path.startswith(DOCS_PATHS):
         return "read"
@@ -135,8 +140,7 @@ def limiter_path(settings: Settings) -> Path:
 
 def check_rate_limit():
     settings: Settings = current_app.config["SETTINGS"]
-    path = request.path
-    if not settings.rate_limit_enabled or not (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+    if not settings.rate_limit_enabled or not is_api_path(request.path):
         return None
     limiter = current_app.extensions.get("telemetry_rate_limiter")
     if limiter is None:

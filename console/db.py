@@ -157,14 +157,13 @@ def driver_cursor(session: Session):
     more than SQLite's own for the few small statements of every write. One cursor
     per transaction (kept in `session.info`): looking up the connection costs too.
     """
-    transaction = session.get_transaction()
+    transaction = session.get_transaction()  # None between transactions: a new cursor then
     found = session.info.get("driver_cursor")
-    if found is None or found[0] is not transaction or transaction is None:
-        found = session.info["driver_cursor"] = (
-            transaction,
-            session.connection().connection.driver_connection.cursor(),
-        )
-    return found[1]
+    if transaction is not None and found is not None and found[0] is transaction:
+        return found[1]
+    cursor = session.connection().connection.driver_connection.cursor()  # begins one if needed
+    session.info["driver_cursor"] = (session.get_transaction(), cursor)
+    return cursor
 
 
 def _transient(exc: DBAPIError) -> bool:

@@ -210,7 +210,10 @@ def _upsert_sql(table: str, placeholder: Callable[[str], str]) -> str:
     )
 
 
-_SQLITE_UPSERTS = {table: _upsert_sql(table, lambda _: "?") for table in TABLES}
+_UPSERT_SQL = {
+    "sqlite": {table: _upsert_sql(table, lambda _: "?") for table in TABLES},
+    "postgresql": {table: _upsert_sql(table, lambda c: ":" + c) for table in TABLES},
+}
 
 
 def _upsert(session: Session, table: str, rows: list[tuple]) -> None:
@@ -219,12 +222,12 @@ def _upsert(session: Session, table: str, rows: list[tuple]) -> None:
     if session.get_bind().dialect.name == "sqlite":
         # Straight to the driver: a batch can hold a thousand groups, and SQLAlchemy's
         # per-row parameter work cost more than SQLite's upsert.
-        driver_cursor(session).executemany(_SQLITE_UPSERTS[table], rows)
+        driver_cursor(session).executemany(_UPSERT_SQL["sqlite"][table], rows)
         return
     keys, sums = TABLES[table]
     columns = (*keys, *sums)
     session.execute(
-        text(_upsert_sql(table, lambda c: ":" + c)),
+        text(_UPSERT_SQL["postgresql"][table]),
         [dict(zip(columns, row, strict=True)) for row in rows],
     )
 

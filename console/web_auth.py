@@ -24,7 +24,7 @@ from flask import Flask, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from . import users
-from .auth import API_PREFIX
+from .auth import is_api_path
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -145,8 +145,7 @@ class PageSessions(SecureCookieSessionInterface):
     """
 
     def open_session(self, app, request):
-        path = request.path
-        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        if is_api_path(request.path):
             return None
         return super().open_session(app, request)
 

@@ -18,6 +18,7 @@ from gunicorn.workers.gthread import ThreadWorker
 # connection that becomes ready meanwhile waits at most one slice for a thread.
 WATCH_SECONDS = 0.005
 WATCH_SLICE_SECONDS = 0.001
+_WATCH_SLICES = round(WATCH_SECONDS / WATCH_SLICE_SECONDS)
 
 
 class ConsoleThreadWorker(ThreadWorker):
@@ -44,7 +45,7 @@ class ConsoleThreadWorker(ThreadWorker):
         another connection waits for a thread."""
         poller = select.poll()  # not select(): descriptors can exceed FD_SETSIZE
         poller.register(conn.sock, select.POLLIN)
-        for _ in range(round(WATCH_SECONDS / WATCH_SLICE_SECONDS)):
+        for _ in range(_WATCH_SLICES):
             if self._queued > 0:
                 return False
             if poller.poll(WATCH_SLICE_SECONDS * 1000):
