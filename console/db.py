@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -75,6 +77,7 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
         # Reads through a memory map: another process's commit empties this connection's
         # page cache, and refetching pages from the map costs no system calls.
         cursor.execute(f"PRAGMA mmap_size = {int(settings.db_mmap_bytes)}")
+        _ensure_math_functions(dbapi_connection, cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -85,6 +88,16 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+def _ensure_math_functions(connection, cursor) -> None:
+    """The rollups' SQL puts durations into buckets with ln() and floor(), which SQLite
+    has only when built with its math functions (Debian's is; some are not)."""
+    try:
+        cursor.execute("SELECT ln(2), floor(1.5)")
+    except sqlite3.OperationalError:
+        connection.create_function("ln", 1, math.log, deterministic=True)
+        connection.create_function("floor", 1, math.floor, deterministic=True)
 
 
 class Database:
@@ -192,4 +205,3 @@ def describe_unavailable(exc: BaseException) -> str:
     if "locked" in text or "busy" in text:
         return "the database is busy; retry shortly"
     return "the database is unavailable; retry shortly"
-

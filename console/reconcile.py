@@ -14,29 +14,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from . import watermark
-from .rollups import _LOG_GAMMA, ITEM_COLUMNS, MAX_BUCKET, SUM_COLUMNS, TABLES, Delta, _period, grains, hour_of
-
-_ROLLUP_SUMS = "count(*), coalesce(sum(duration_ms), 0), " + ", ".join(f"coalesce(sum({n}), 0)" for n in ITEM_COLUMNS)
-
-
-def _hour_expr(dialect: str) -> str:
-    if dialect == "sqlite":
-        return "substr(replace(start_time, ' ', 'T'), 1, 13) || ':00:00.000000+00:00'"
-    return "date_trunc('hour', start_time, 'UTC')"
-
-
-def _bucket_expr(dialect: str) -> str:
-    least = "min" if dialect == "sqlite" else "least"
-    return (
-        "CASE WHEN duration_ms IS NULL OR duration_ms < 1 THEN 0 ELSE "
-        f"{least}({MAX_BUCKET}, CAST(floor(ln(duration_ms) / :log_gamma + 1e-9) AS INTEGER) + 1) END"
-    )
-
-
-def _day_expr(dialect: str, column: str) -> str:
-    if dialect == "sqlite":
-        return f"substr({column}, 1, 10) || 'T00:00:00.000000+00:00'"
-    return f"date_trunc('day', {column}, 'UTC')"
+from .rollup_tables import (
+    ITEM_COLUMNS,
+    LOG_GAMMA,
+    ROLLUP_SUMS,
+    SUM_COLUMNS,
+    TABLES,
+    bucket_expr,
+    day_expr,
+    hour_expr,
+)
+from .rollups import Delta, _period, grains, hour_of
 
 
 def _lock(session: Session) -> None:
@@ -48,7 +36,7 @@ def _lock(session: Session) -> None:
 def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
     """Recompute the hour grain for the agent_runs rows matching `where` (on start_time)."""
     dialect = session.get_bind().dialect.name
-    hour = _hour_expr(dialect)
+    hour = hour_expr(dialect)
     hour_where = where.replace("start_time", "hour")
     session.execute(text(f"DELETE FROM run_rollups WHERE {hour_where}"), params)
     session.execute(text(f"DELETE FROM run_rollup_durations WHERE {hour_where}"), params)
@@ -56,7 +44,7 @@ def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
         text(
             "INSERT INTO run_rollups (hour, agent_name, status, runs, duration_ms_sum, "
             + ", ".join(ITEM_COLUMNS)
-            + f") SELECT {hour}, agent_name, status, {_ROLLUP_SUMS} FROM agent_runs WHERE {where} "
+            + f") SELECT {hour}, agent_name, status, {ROLLUP_SUMS} FROM agent_runs WHERE {where} "
             "GROUP BY 1, 2, 3"
         ),
         params,
@@ -64,17 +52,17 @@ def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
     session.execute(
         text(
             "INSERT INTO run_rollup_durations (hour, agent_name, status, bucket, runs) "
-            f"SELECT {hour}, agent_name, status, {_bucket_expr(dialect)}, count(*) FROM agent_runs "
+            f"SELECT {hour}, agent_name, status, {bucket_expr(dialect)}, count(*) FROM agent_runs "
             f"WHERE {where} AND status <> 'running' GROUP BY 1, 2, 3, 4"
         ),
-        {**params, "log_gamma": _LOG_GAMMA},
+        {**params, "log_gamma": LOG_GAMMA},
     )
 
 
 def _recompute_days(session: Session, where: str, params: dict[str, Any]) -> None:
     """Recompute the day grain from the hour grain (`where` on column `day`)."""
     dialect = session.get_bind().dialect.name
-    day = _day_expr(dialect, "hour")
+    day = day_expr(dialect, "hour")
     hour_where = where.replace("day", "hour")
     sums = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
     session.execute(text(f"DELETE FROM run_rollup_days WHERE {where}"), params)
@@ -119,7 +107,7 @@ def rebuild(session: Session) -> int:
     """Recompute every rollup from agent_runs; returns the number of (agent, status, hour) groups."""
     _lock(session)
     if session.get_bind().dialect.name == "sqlite":
-        watermark.settle(session)
+        watermark.catch_up(session)
     _recompute(session, "1 = 1", {})
     _recompute_days(session, "1 = 1", {})
     _recompute_totals(session)
@@ -162,7 +150,7 @@ def dirty_hours(session: Session, limit: int = 1000) -> list[datetime]:
 def reconcile_dirty(session: Session, limit: int = 1000) -> int:
     """Recompute the dirty hours (at most `limit`) and clear their marks; returns how many."""
     if session.get_bind().dialect.name == "sqlite":
-        watermark.settle(session)  # other tools' new rows: dirty marks and search entries
+        watermark.catch_up(session)  # runs not counted yet (ours from single POSTs, other tools')
     if session.execute(text("SELECT 1 FROM rollup_guard LIMIT 1")).first() is not None:
         # A guard committed by a crashed writer hid other tools' changes: start over.
         session.execute(text("DELETE FROM rollup_guard"))

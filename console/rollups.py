@@ -2,11 +2,14 @@
 
 Statistics over a million runs cannot scan `agent_runs`; they read these tables.
 
-Write path: every code path that inserts, updates or deletes runs calls
-`record_changes(session, changes)` in the same transaction, with one
+Write path: every code path that updates or deletes runs, and every batch
+writer that inserts them, calls `record_changes(session, changes)` in the same
+transaction (inside `own_writes`), with one
 `(old_row_or_None, new_row_or_None)` pair per run it touched. The batch is
 aggregated first, then one upsert per group (never one per row, no row triggers
-that upsert).
+that upsert). Single POSTs leave it out of their group commit: their runs stay
+above the insert watermark until console/watermark.py `catch_up` counts them,
+a few hundred at a time, before any read of the rollups.
 
 Durations go into fixed log-scale buckets: bucket 0 holds 0 ms, bucket b >= 1 holds
 [GAMMA**(b-1), GAMMA**b) ms with GAMMA = 2**(1/4). A percentile is reported as the
@@ -16,10 +19,10 @@ true value. `running` runs are counted but have no duration.
 Direct writes (SQLite only): other tools write and delete rows in the file. The
 update and delete triggers of migration 0004 count, per hour, every row change of
 the columns rolled up here into `rollup_dirty`, and rows inserted by others are
-found above the insert watermark (console/watermark.py, which marks their hours);
-`record_changes` subtracts the changes it accounted for. An hour whose count is
-not zero afterwards was changed by someone else, and `reconcile_dirty` recomputes
-it from `agent_runs`.
+counted by the watermark's catch-up like our own single POSTs; `record_changes`
+subtracts the changes it accounted for. An hour whose count is not zero
+afterwards was changed by someone else, and `reconcile_dirty` recomputes it from
+`agent_runs`.
 """
 
 from __future__ import annotations
@@ -36,12 +39,9 @@ from sqlalchemy.orm import Session
 
 from . import watermark
 from .db import driver_cursor
+from .rollup_tables import GAMMA, ITEM_COLUMNS, LOG_GAMMA, MAX_BUCKET, TABLES
 from .timeutil import format_utc, parse_timestamp
 
-GAMMA = 2**0.25
-_LOG_GAMMA = math.log(GAMMA)
-MAX_BUCKET = 200  # 2**50 ms: anything longer lands here
-ITEM_COLUMNS = ("items_discovered", "items_succeeded", "items_failed", "items_skipped")
 # The columns whose change moves a run between rollup groups or sums.
 ROLLED_COLUMNS = ("agent_name", "status", "start_time", "duration_ms", *ITEM_COLUMNS)
 
@@ -56,7 +56,7 @@ def duration_bucket(duration_ms: Any) -> int:
         return 0
     if value < 1:
         return 0
-    return min(MAX_BUCKET, int(math.floor(math.log(value) / _LOG_GAMMA + 1e-9)) + 1)
+    return min(MAX_BUCKET, int(math.floor(math.log(value) / LOG_GAMMA + 1e-9)) + 1)
 
 
 def bucket_value(bucket: int) -> float:
@@ -141,9 +141,11 @@ def own_writes(session: Session, *, inserts_only: bool = False) -> Iterator[None
 
     On SQLite it puts a row into rollup_guard, which keeps the dirty-hour triggers
     of updates and deletes quiet (they cost more per row than the whole rollup
-    upsert per batch), and takes it out again before the block ends; new rows are
-    indexed for search and put under the insert watermark at the end (see
-    console/watermark.py). Call record_changes for every run written inside it.
+    upsert per batch), and takes it out again before the block ends. Runs above the
+    insert watermark are caught up first (so that a change to one finds it counted),
+    and the runs inserted in the block are indexed for search and put under the
+    watermark at the end (see console/watermark.py). Call record_changes for every
+    run written inside it.
     `inserts_only`: the block only inserts runs, which fires none of those triggers,
     so the guard's two statements are left out.
     """
@@ -153,7 +155,7 @@ def own_writes(session: Session, *, inserts_only: bool = False) -> Iterator[None
     execute = driver_cursor(session).execute
     if not inserts_only:
         execute("INSERT INTO rollup_guard (id) VALUES (1)")
-    through = watermark.absorb_foreign(session)
+    through = watermark.catch_up(session)
     session.info["rollup_guarded"] = True
     try:
         yield
@@ -186,18 +188,6 @@ def record_changes(session: Session, changes: Iterable[Change]) -> None:
             if hour is not None and old is not None:
                 delta.touched_hours[hour] += 1
     apply_delta(session, delta)
-
-
-SUM_COLUMNS = ("runs", "duration_ms_sum", *ITEM_COLUMNS)
-# table: (key columns, summed columns)
-TABLES = {
-    "run_rollups": (("hour", "agent_name", "status"), SUM_COLUMNS),
-    "run_rollup_durations": (("hour", "agent_name", "status", "bucket"), ("runs",)),
-    "run_rollup_days": (("day", "agent_name", "status"), SUM_COLUMNS),
-    "run_rollup_day_durations": (("day", "agent_name", "bucket"), ("runs",)),
-    "run_rollup_totals": (("agent_name", "status"), SUM_COLUMNS),
-    "run_rollup_total_durations": (("agent_name", "bucket"), ("runs",)),
-}
 
 
 def _upsert_sql(table: str, placeholder: Callable[[str], str]) -> str:

@@ -41,31 +41,43 @@ class NewRuns:
     params: list[tuple]  # SQLite: each row's values as the driver takes them (else empty)
     delta: rollups.Delta  # the rollup effect if every row is inserted
     rollup_rows: dict[str, list[tuple]]
+    counted: bool = True  # False: SQLite, left for the watermark's catch-up to count and index
 
 
-def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns:
-    """Convert column values (unique event_ids) and aggregate their rollups, outside any transaction."""
+def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str, *, counted: bool = True) -> NewRuns:
+    """Convert column values (unique event_ids) and aggregate their rollups, outside any transaction.
+
+    `counted=False` (SQLite; the group commit of single POSTs): the runs will be
+    inserted above the insert watermark, neither counted nor indexed, and
+    console/watermark.py `catch_up` does both for many runs at once later.
+    """
     rows = list(rows)
+    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
+    if dialect == "sqlite" and not counted:
+        return NewRuns(rows, params, rollups.Delta(), {}, counted=False)
     delta = rollups.Delta()
     for row in rows:
         delta.add(row, +1)
-    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
     return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
+
+
+_SKIP_STORED = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 
 
 def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
     """Insert prepared runs, skipping stored event_ids; returns the event_ids inserted.
 
-    Their rollups are recorded in the same transaction. Concurrency-safe on both
-    dialects: INSERT ... ON CONFLICT DO NOTHING RETURNING.
+    Their rollups are recorded in the same transaction (unless prepared uncounted).
+    Concurrency-safe on both dialects: INSERT ... ON CONFLICT DO NOTHING RETURNING.
     """
     if not new.rows:
         return set()
+    if not new.counted:
+        returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
+        return {event_id for (event_id,) in returned}
     with rollups.own_writes(session, inserts_only=True):
         if session.get_bind().dialect.name == "sqlite":
-            returned = insert_sqlite_rows(
-                session, list(new.rows[0]), new.params, " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-            )
+            returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
             inserted = {event_id for (event_id,) in returned}
         else:
             inserted = _insert_postgresql(session, new.rows)
@@ -99,8 +111,10 @@ def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> s
             if values[i] is not None:
                 values[i] = Jsonb(values[i])
         params.append(values)
-    sql = (f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-           "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+    sql = (
+        f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    )
     inserted: set[str] = set()
     with session.connection().connection.driver_connection.cursor() as cursor:
         cursor.executemany(sql, params, returning=True)
@@ -325,7 +339,10 @@ def delete_run(session: Session, event_id: str, *, actor: str = "api", now: Opti
     detail = {"run_id": old["run_id"], "agent_name": old["agent_name"], "status": old["status"]}
     session.execute(
         audit_log.insert().values(
-            at=now or utcnow(), actor=actor, action="delete_run", event_id=event_id,
+            at=now or utcnow(),
+            actor=actor,
+            action="delete_run",
+            event_id=event_id,
             detail=json.dumps(detail, separators=(",", ":")),
         )
     )

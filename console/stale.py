@@ -137,24 +137,25 @@ def mark_stale_runs_failed(
     summary = f"{STALE_PREFIX} by {actor}: {why}"[:4000]
     changed: list[str] = []
     pairs = []
-    for row in rows:
-        if row["status"] != "running":
-            continue
-        new = {
-            "status": "failure",
-            "error_summary": summary,
-            "stale_marked_at": now,
-            "stale_marked_by": maker,
-            "updated_at": now,
-            "end_time": row["end_time"] or now,
-        }
-        result = session.execute(
-            update(agent_runs).where(agent_runs.c.id == row["id"], agent_runs.c.status == "running").values(**new)
-        )
-        if result.rowcount:
-            changed.append(row["event_id"])
-            pairs.append((row, {**row, **new}))
-    rollups.record_changes(session, pairs)
+    with rollups.own_writes(session):
+        for row in rows:
+            if row["status"] != "running":
+                continue
+            new = {
+                "status": "failure",
+                "error_summary": summary,
+                "stale_marked_at": now,
+                "stale_marked_by": maker,
+                "updated_at": now,
+                "end_time": row["end_time"] or now,
+            }
+            result = session.execute(
+                update(agent_runs).where(agent_runs.c.id == row["id"], agent_runs.c.status == "running").values(**new)
+            )
+            if result.rowcount:
+                changed.append(row["event_id"])
+                pairs.append((row, {**row, **new}))
+        rollups.record_changes(session, pairs)
     if changed:
         session.execute(
             insert(audit_log),

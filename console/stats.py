@@ -11,7 +11,8 @@ from typing import Any, Optional
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from .rollups import ITEM_COLUMNS, SUM_COLUMNS, bucket_value, hour_of
+from .rollup_tables import ITEM_COLUMNS, SUM_COLUMNS
+from .rollups import bucket_value, hour_of
 from .timeutil import format_utc, utcnow
 
 DEFAULT_DAYS = 7

@@ -117,13 +117,10 @@ def _delete_batch(session: Session, cutoff: datetime, batch_size: int) -> tuple[
     events = session.execute(run_events.delete().where(run_events.c.event_id.in_(event_ids))).rowcount
     session.execute(export_state.delete().where(export_state.c.event_id.in_(event_ids)))
     session.execute(commits.update().where(commits.c.event_id.in_(event_ids)).values(event_id=None))
-    session.execute(agent_runs.delete().where(agent_runs.c.id.in_(ids)))
-    _keep_rollups_true(session, rows)
+    with rollups.own_writes(session):
+        session.execute(agent_runs.delete().where(agent_runs.c.id.in_(ids)))
+        rollups.record_changes(session, [(row, None) for row in rows])
     return len(rows), events
-
-
-def _keep_rollups_true(session: Session, rows) -> None:
-    rollups.record_changes(session, [(row, None) for row in rows])
 
 
 def _space(db: Database) -> dict[str, int]:
