@@ -150,6 +150,36 @@ class Database:
                 session.close()
         raise AssertionError("unreachable")
 
+    def write_driver(self, work: Callable[[sqlite3.Cursor], T], *, attempts: int = 5) -> T:
+        """SQLite: `work(cursor)` in one BEGIN IMMEDIATE transaction on a pooled driver
+        connection, committed; retried like `write`.
+
+        For the group commit's one statement: a Session's begin, connection lookup and
+        commit cost a tenth of the time that transaction holds the write lock.
+        """
+        for attempt in range(attempts):
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.driver_connection.cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(cursor)
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    if connection.driver_connection.in_transaction:
+                        connection.driver_connection.rollback()
+                    raise
+                return result
+            except BaseException as exc:
+                if not self.is_transient(exc):
+                    raise
+                if attempt == attempts - 1:
+                    raise DatabaseUnavailable(describe_unavailable(exc)) from exc
+                time.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + random.random()))
+            finally:
+                connection.close()
+        raise AssertionError("unreachable")
+
     def is_transient(self, exc: BaseException) -> bool:
         """True for a lock or a dropped connection, raised through SQLAlchemy or by the
         driver itself (the lean insert paths use the driver's cursor)."""

@@ -170,8 +170,10 @@ class GroupCommit:
         for waiter in group:
             first.setdefault(waiter.row["event_id"], waiter)
         new = runs.prepare_new_runs([waiter.row for waiter in first.values()], self._db.dialect, counted=False)
-        inserted = queued_write(self._db, lambda session: runs.insert_new_runs(session, new))
-        if not new.counted:
+        if new.counted:
+            inserted = queued_write(self._db, lambda session: runs.insert_new_runs(session, new))
+        else:
+            inserted = queued_write(self._db, lambda cursor: runs.insert_uncounted(cursor, new), driver=True)
             self._uncounted += len(inserted)
         for event_id, waiter in first.items():
             waiter.created = event_id in inserted

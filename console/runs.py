@@ -20,10 +20,11 @@ from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from . import rollups, search
+from .db import driver_cursor
 from .errors_domain import Invalid, NotFound
 from .models import agent_runs, audit_log, run_events
 from .records import run_values
-from .runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows
+from .runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows, insert_with_cursor
 from .timeutil import format_utc, parse_timestamp, utcnow
 from .validation import STATUSES, CommitAssociation, RunCreate, RunUpdate, in_storable_range, normalise_status
 
@@ -73,8 +74,7 @@ def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
     if not new.rows:
         return set()
     if not new.counted:
-        returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
-        return {event_id for (event_id,) in returned}
+        return insert_uncounted(driver_cursor(session), new)
     with rollups.own_writes(session, inserts_only=True):
         if session.get_bind().dialect.name == "sqlite":
             returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
@@ -86,6 +86,14 @@ def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
         elif inserted:
             rollups.record_changes(session, [(None, row) for row in new.rows if row["event_id"] in inserted])
     return inserted
+
+
+def insert_uncounted(cursor, new: NewRuns) -> set[str]:
+    """SQLite: insert runs prepared uncounted, on a driver cursor inside a write
+    transaction (`Database.write_driver`); returns the event_ids inserted."""
+    if not new.rows:
+        return set()
+    return {event_id for (event_id,) in insert_with_cursor(cursor, list(new.rows[0]), new.params, _SKIP_STORED)}
 
 
 def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:

@@ -107,11 +107,15 @@ def insert_sqlite_rows(session: Session, columns: Sequence[str], rows: Sequence[
     that costs 7 us less than executemany (one statement execution per row). `tail`
     (e.g. an ON CONFLICT ... RETURNING clause) ends each statement; returns what it returns.
     """
+    return insert_with_cursor(driver_cursor(session), columns, rows, tail)
+
+
+def insert_with_cursor(cursor, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = "") -> list:
+    """`insert_sqlite_rows` on a driver cursor inside a write transaction."""
     per_statement = max(1, SQLITE_MAX_VARIABLES // len(columns))
     one = "(" + ",".join("?" * len(columns)) + ")"
     head = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES "
     returned: list = []
-    cursor = driver_cursor(session)
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         cursor.execute(head + ",".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])

@@ -19,8 +19,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, Optional, TypeVar
 
-from sqlalchemy.orm import Session
-
 from .db import Database, DatabaseUnavailable
 from .locks import file_lock
 
@@ -33,17 +31,22 @@ _waiting: dict[str, list[_Job]] = {}
 class _Job(Generic[T]):
     __slots__ = ("work", "done", "result", "error")
 
-    def __init__(self, work: Callable[[Session], T]):
+    def __init__(self, work: Callable[[Any], T]):
         self.work = work
         self.done = False
         self.result: Any = None
         self.error: Optional[BaseException] = None
 
 
-def queued_write(db: Database, work: Callable[[Session], T], *, shared: bool = False) -> T:
-    """`db.write(work)`, after waiting our turn for the file's write lock (SQLite)."""
+def queued_write(db: Database, work: Callable[[Any], T], *, shared: bool = False, driver: bool = False) -> T:
+    """`db.write(work)`, after waiting our turn for the file's write lock (SQLite).
+
+    `driver=True` (SQLite only, not shared): `db.write_driver(work)`, which hands
+    `work` a driver cursor instead of a Session.
+    """
     if not db.settings.is_sqlite:
         return db.write(work)
+    write = db.write_driver if driver else db.write
     path = db.settings.lock_path("write")
     key = str(path)
     job = _Job(work)
@@ -58,17 +61,17 @@ def queued_write(db: Database, work: Callable[[Session], T], *, shared: bool = F
                 if shared:  # everything that queued up while we waited for the file
                     with _guard:
                         jobs, _waiting[key] = _waiting[key], []
-                _run(db, jobs)
+                _run(write, jobs)
     if job.error is not None:
         raise job.error
     return job.result
 
 
-def _run(db: Database, jobs: list[_Job]) -> None:
+def _run(write: Callable[[Callable[[Any], Any]], Any], jobs: list[_Job]) -> None:
     """Write the jobs in one transaction; each gets its result or its error."""
     try:
         try:
-            results = db.write(lambda session: [job.work(session) for job in jobs])
+            results = write(lambda session: [job.work(session) for job in jobs])
         except DatabaseUnavailable as exc:
             for job in jobs:
                 job.error = exc
@@ -78,7 +81,7 @@ def _run(db: Database, jobs: list[_Job]) -> None:
             else:
                 for job in jobs:  # one of them failed: each alone, so that it fails only itself
                     try:
-                        job.result = db.write(job.work)
+                        job.result = write(job.work)
                     except Exception as alone:  # noqa: BLE001 - handed to the job's own thread
                         job.error = alone
         else:

@@ -64,9 +64,47 @@ def test_sqlite_connections_read_through_the_configured_memory_map(tmp_path, mma
     from console.db import Database
     from console.settings import load_settings
 
-    db = Database(load_settings({"TELEMETRY_DB_PATH": str(tmp_path / "t.sqlite"), "TELEMETRY_DB_MMAP_BYTES": mmap_bytes}))
+    db = Database(
+        load_settings({"TELEMETRY_DB_PATH": str(tmp_path / "t.sqlite"), "TELEMETRY_DB_MMAP_BYTES": mmap_bytes})
+    )
     try:
         with db.read() as session:
             assert session.execute(text("PRAGMA mmap_size")).scalar_one() == int(mmap_bytes)
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the group commit's driver-level transaction
+def test_a_driver_transaction_retries_a_lock_and_commits_once(db, backend):
+    attempts = []
+
+    def work(cursor):
+        attempts.append(1)
+        cursor.execute("INSERT INTO ingest_counts (outcome, records) VALUES ('accepted', 7)")
+        if len(attempts) == 1:
+            raise _driver_error(db, "OperationalError", "database is locked")
+        return "done"
+
+    assert db.write_driver(work) == "done"
+    with db.read() as session:
+        assert session.execute(text("SELECT records FROM ingest_counts")).scalar_one() == 7  # the first rolled back
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_failed_driver_transaction_leaves_nothing_and_no_open_transaction(db, backend):
+    def work(cursor):
+        cursor.execute("INSERT INTO ingest_counts (outcome, records) VALUES ('accepted', 7)")
+        raise _driver_error(db, "IntegrityError", "UNIQUE constraint failed")
+
+    for _ in range(3):  # the pooled connection comes back usable each time
+        with pytest.raises(db.engine.dialect.dbapi.IntegrityError):
+            db.write_driver(work)
+
+    def locked(cursor):
+        raise _driver_error(db, "OperationalError", "database is locked")
+
+    with pytest.raises(DatabaseUnavailable):
+        db.write_driver(locked, attempts=2)
+    assert db.write_driver(lambda cursor: cursor.execute("SELECT 1").fetchone()[0]) == 1
+    with db.read() as session:
+        assert session.execute(text("SELECT count(*) FROM ingest_counts")).scalar_one() == 0

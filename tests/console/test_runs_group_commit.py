@@ -53,6 +53,7 @@ def test_database_errors_reach_every_waiting_request(app, monkeypatch):
         raise DatabaseUnavailable("the database is busy; retry shortly")
 
     monkeypatch.setattr(app.extensions["telemetry_db"], "write", unavailable)
+    monkeypatch.setattr(app.extensions["telemetry_db"], "write_driver", unavailable)  # SQLite's path
     response = app.test_client().post("/api/v1/runs", json=run_body())
     assert response.status_code == 503
     assert response.headers["Retry-After"]
