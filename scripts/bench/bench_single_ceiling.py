@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench/bench_single_ceiling.py [--requests 6000] [--commit-ms 2]
 
 Drives, with the same 8 keep-alive clients as bench_api.py (2 processes x 4
-threads), four servers in turn and prints requests/s with the CPU each side
+threads), five servers in turn and prints requests/s with the CPU each side
 spends per request and the server's context switches per request:
 
 - `handoff_app` under gunicorn gthread (1 worker, 8 threads): a WSGI app that
@@ -114,7 +114,8 @@ def measure(port: int, server_pid: int, path: str, count: int) -> tuple[float, f
 WORKERS = {"gthread": "gthread", "console's worker": "console.worker.ConsoleThreadWorker"}
 
 
-def handoff_server(access_log: bool, commit_ms: float, worker: str) -> tuple[subprocess.Popen, int]:
+def handoff_server(access_log: str, commit_ms: float, worker: str) -> tuple[subprocess.Popen, int]:
+    """`access_log`: "" (none), "gunicorn's" or "the console's" (console/access_log.py)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -134,6 +135,8 @@ def handoff_server(access_log: bool, commit_ms: float, worker: str) -> tuple[sub
     ]
     if access_log:
         argv[3:3] = ["--access-logfile", os.devnull]
+    if access_log == "the console's":
+        argv[3:3] = ["--logger-class", "console.access_log.TextAccessLogger"]
     env = {**os.environ, "CEILING_COMMIT_MS": str(commit_ms), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
@@ -188,10 +191,12 @@ def main() -> int:
     args = parser.parse_args()
 
     rows = []
-    for worker, access_log in (("gthread", False), ("gthread", True), ("console's worker", True)):
+    servers = (("gthread", ""), ("gthread", "gunicorn's"), ("console's worker", "gunicorn's"),
+               ("console's worker", "the console's"))
+    for worker, access_log in servers:
         proc, port = handoff_server(access_log, args.commit_ms, worker)
         try:
-            label = f"{worker}, free app, {args.commit_ms:g} ms commit" + (", access log" if access_log else "")
+            label = f"{worker}, free app, {args.commit_ms:g} ms commit" + (f", {access_log} access log" if access_log else "")
             rows.append((label, *measure(port, proc.pid, "/", args.requests)))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -229,9 +234,9 @@ def main() -> int:
         stop_console(proc)
 
     print(f"\n8 keep-alive clients, {args.requests} single POSTs per server; {os.cpu_count()} CPUs")
-    print(f"{'server':52} {'req/s':>7} {'server CPU us/req':>18} {'client CPU us/req':>18} {'switches/req':>13}")
+    print(f"{'server':68} {'req/s':>7} {'server CPU us/req':>18} {'client CPU us/req':>18} {'switches/req':>13}")
     for label, rate, server_cpu, client_cpu, switches in rows:
-        print(f"{label:52} {rate:7.0f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
+        print(f"{label:68} {rate:7.0f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
 
     back_to_back = request_path_cpu(tmp / "a", 0.0)
     paused = request_path_cpu(tmp / "b", args.commit_ms / 1000)

@@ -53,10 +53,33 @@ def test_json_log_format_writes_one_json_object_per_access_log_line(tmp_path):
     console.start()
     try:
         requests.get(console.url + "/health", headers={"X-Request-ID": "trace-me"}, timeout=5)
+        requests.get(console.url + "/nowhere?a=1", headers={"X-Request-ID": 'say "hi" \\ bye'}, timeout=5)
     finally:
         console.stop()
-    access = [json.loads(line) for line in console.log().splitlines() if '"request_id":"trace-me"' in line]
-    assert access and access[0]["status"] == 200 and access[0]["request"].startswith("GET /health")
+    lines = [json.loads(line) for line in console.log().splitlines() if line.startswith('{"remote"')]
+    by_id = {line["request_id"]: line for line in lines}
+    assert by_id["trace-me"]["status"] == 200 and by_id["trace-me"]["request"] == "GET /health HTTP/1.1"
+    odd = by_id['say "hi" \\ bye']  # still one JSON object, whatever the request carried
+    assert odd["status"] == 404 and odd["request"] == "GET /nowhere?a=1 HTTP/1.1"
+    assert int(odd["bytes"]) > 0 and odd["ms"] >= 0 and odd["remote"] == "127.0.0.1"
+
+
+def test_text_log_format_writes_the_combined_access_line(tmp_path):
+    import re
+
+    console = ConsoleProcess({"TELEMETRY_DB_PATH": str(tmp_path / "t.sqlite"), "TELEMETRY_API_PORT": str(free_port())},
+                             tmp_path / "log")
+    console.start()
+    try:
+        requests.get(console.url + "/health?x=1", headers={"User-Agent": "probe/1", "Referer": "http://ref/"},
+                     auth=("ada", "pw"), timeout=5)
+    finally:
+        console.stop()
+    combined = re.compile(
+        r'^127\.0\.0\.1 - ada \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /health\?x=1 HTTP/1\.1" 200 \d+ '
+        r'"http://ref/" "probe/1"$'
+    )
+    assert [line for line in console.log().splitlines() if combined.match(line)], console.log()[-2000:]
 
 
 def test_concurrent_upgrades_of_one_database_never_race(env, backend, tmp_path):
