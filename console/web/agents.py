@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from .. import runs, stats
+from .. import reconcile, runs, stats
 from ..records import run_to_dict
 from ..timeutil import utcnow
 from ..validation import STATUSES
@@ -26,6 +26,7 @@ def agents_page():
     """Per agent: last run, runs and success rate over 24 h and 7 d, p50/p95, 30 days of runs."""
     now = utcnow()
     hosts = current_app.config["SETTINGS"].git_hosts
+    reconcile.ensure_fresh(_db())  # the figures come from the rollups: catch them up first
     with _db().read() as session:
         names = runs.distinct_values(session, "agent_name")
         day = stats.run_stats(session, since=now - timedelta(hours=24), now=now)["agents"]

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, make_response, request
 
-from .. import runs, stats, web_queries
+from .. import reconcile, runs, stats, web_queries
 from ..errors_domain import Invalid
 from ..records import run_to_dict
 from ..timeutil import format_utc, utcnow
@@ -98,6 +98,8 @@ def runs_page():
     context = {"f": page_filters, "statuses": STATUSES, "ranges": RANGE_LABELS, "cursor": cursor,
                "error": None, "rows": [], "next_cursor": None, "counts": None, "capped": False, "poll_after": None}
     status = 200
+    if not cursor and page_filters.counts_from_rollups:
+        reconcile.ensure_fresh(_db())  # the counts come from the rollups: catch them up first
     with _db().read() as session:
         context["agents"] = runs.distinct_values(session, "agent_name")
         context["job_types"] = runs.distinct_values(session, "job_type")
@@ -136,6 +138,8 @@ def runs_new():
     """Runs created after the `after` cursor, for the polling element; 204 when there are none."""
     page_filters = PageFilters.from_args(request.args)
     after = request.args.get("after", "")
+    if page_filters.counts_from_rollups:
+        reconcile.ensure_fresh(_db())
     with _db().read() as session:
         try:
             filters = page_filters.domain()

@@ -155,3 +155,17 @@ def test_user_data_is_escaped(client, make_run):
     body = text(client.get("/"))
     assert "<script>alert" not in body and "<b>x</b>" not in body and "<img src=x>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_counts_include_single_posts_the_rollups_have_not_caught_up_yet(client, monkeypatch):
+    from console import group_commit
+
+    monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)  # only a read catches them up
+    for status in ("failure", "failure", "success"):
+        body = {"event_id": f"gc-{status}-{hours_ago(0)}", "run_id": "via-api", "agent_name": "poster",
+                "job_type": "crawl", "start_time": hours_ago(0.5), "status": status, "duration_ms": 1000}
+        assert client.post("/api/v1/runs", json=body).status_code == 201  # the group commit: uncounted
+    counts = re.search(r'<div id="status-counts".*?</div>', text(client.get("/?range=24h&agent=poster")), re.S).group(0)
+    assert re.search(r"failure <strong>2</strong>", counts) and re.search(r"success <strong>1</strong>", counts)
+    agents = text(client.get("/agents"))
+    assert re.search(r"Runs 24 h</dt><dd>3<", agents)
