@@ -133,22 +133,20 @@ class Database:
         Retried (a bounded number of times, with jitter) when the database is
         locked or the connection dropped; then DatabaseUnavailable.
         """
-        for attempt in range(attempts):
+
+        def once() -> T:
             session = self._write()
             try:
                 result = work(session)
                 session.commit()
                 return result
-            except BaseException as exc:
+            except BaseException:
                 _rollback(session)
-                if not self.is_transient(exc):
-                    raise
-                if attempt == attempts - 1:
-                    raise DatabaseUnavailable(describe_unavailable(exc)) from exc
-                time.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + random.random()))
+                raise
             finally:
                 session.close()
-        raise AssertionError("unreachable")
+
+        return self._retried(once, attempts)
 
     def write_driver(self, work: Callable[[sqlite3.Cursor], T], *, attempts: int = 5) -> T:
         """SQLite: `work(cursor)` in one BEGIN IMMEDIATE transaction on a pooled driver
@@ -157,7 +155,8 @@ class Database:
         For the group commit's one statement: a Session's begin, connection lookup and
         commit cost a tenth of the time that transaction holds the write lock.
         """
-        for attempt in range(attempts):
+
+        def once() -> T:
             connection = self.engine.raw_connection()
             try:
                 cursor = connection.driver_connection.cursor()
@@ -170,14 +169,22 @@ class Database:
                         connection.driver_connection.rollback()
                     raise
                 return result
+            finally:
+                connection.close()
+
+        return self._retried(once, attempts)
+
+    def _retried(self, once: Callable[[], T], attempts: int) -> T:
+        """`once()`, again after a lock or a dropped connection (bounded, with jitter); then DatabaseUnavailable."""
+        for attempt in range(attempts):
+            try:
+                return once()
             except BaseException as exc:
                 if not self.is_transient(exc):
                     raise
                 if attempt == attempts - 1:
                     raise DatabaseUnavailable(describe_unavailable(exc)) from exc
                 time.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + random.random()))
-            finally:
-                connection.close()
         raise AssertionError("unreachable")
 
     def is_transient(self, exc: BaseException) -> bool:
