@@ -150,6 +150,25 @@ def test_rebuild_command_restores_wrecked_rollups(client, db, env):
     assert_rollups_match(db)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # single POSTs wait above the watermark on SQLite
+def test_the_check_command_counts_single_posts_not_counted_yet_first(client, db, env, backend, monkeypatch):
+    import os
+
+    from console import group_commit, watermark
+
+    monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)
+    body = {"event_id": "uncounted", "run_id": "u", "agent_name": "a", "job_type": "x",
+            "start_time": "2026-01-12T10:00:00Z", "status": "success", "duration_ms": 5}
+    assert client.post("/api/v1/runs", json=body).status_code == 201
+    with db.read() as session:
+        assert watermark.behind(session)
+    result = subprocess.run([sys.executable, "-m", "console", "rollups", "check"], cwd=ROOT,
+                            env={**os.environ, **env}, capture_output=True, text=True)
+    assert result.returncode == 0 and "match" in result.stdout, result.stdout + result.stderr
+    with db.read() as session:
+        assert not watermark.behind(session)
+
+
 def test_migration_downgrade_and_upgrade_keep_the_schema_usable(settings, client, db):
     from console import migrate
 
