@@ -42,7 +42,11 @@ def test_filtering_the_runs_page_swaps_the_table_and_keeps_the_url(server, page)
     assert "agent=" not in page.url  # empty filters stay out of the URL
     shot(page, "runs-filtered")
 
+    # One step at a time: a second Back while the first restore is still being
+    # fetched could let that late answer land on the first page.
     page.go_back()
+    page.wait_for_url(lambda url: "status=failure" in url and "q=" not in url)
+    page.locator("#runs-body tr", has_text="alpha-failed-1").wait_for()
     page.go_back()
     page.wait_for_url(server.url + "/")
     page.locator("#runs-body tr", has_text="beta-running-1").wait_for()
