@@ -29,6 +29,7 @@ from flask import Flask
 from . import runs, watermark
 from .db import Database, DatabaseUnavailable
 from .records import run_values
+from .runstore import driver_rows
 from .validation import RunCreate
 from .writelock import queued_write
 
@@ -169,22 +170,28 @@ class GroupCommit:
         first: dict[str, _Waiter] = {}
         for waiter in group:
             first.setdefault(waiter.row["event_id"], waiter)
-        new = runs.prepare_new_runs([waiter.row for waiter in first.values()], self._db.dialect, counted=False)
-        if new.counted:
-            inserted = queued_write(self._db, lambda session: runs.insert_new_runs(session, new))
-        else:
-            inserted = queued_write(self._db, lambda cursor: runs.insert_uncounted(cursor, new), driver=True)
+        rows = [waiter.row for waiter in first.values()]
+        if self._db.dialect == "sqlite":
+            columns = list(rows[0])
+            params = driver_rows(rows, columns)  # before the lock
+            inserted = queued_write(
+                self._db, lambda cursor: runs.insert_uncounted(cursor, columns, params), driver=True
+            )
             self._uncounted += len(inserted)
+        else:
+            new = runs.prepare_new_runs(rows, self._db.dialect)
+            inserted = queued_write(self._db, lambda session: runs.insert_new_runs(session, new))
         for event_id, waiter in first.items():
             waiter.created = event_id in inserted
 
     def _catch_up(self) -> None:
         try:
             queued_write(self._db, watermark.catch_up)
-        except Exception:  # noqa: BLE001 - the runs are stored; the next catch-up or read counts them
-            log.warning("catching up the insert watermark failed; retried later", exc_info=True)
-        else:
-            self._uncounted = 0
+        except Exception:  # noqa: BLE001 - the runs are stored: the next write, read or reconcile counts them
+            log.warning("catching up the insert watermark failed; the next write or read will", exc_info=True)
+        # Not retried from here: with the database down, this writer would try again
+        # every idle moment and never end.
+        self._uncounted = 0
 
 
 def _current_exception() -> BaseException:

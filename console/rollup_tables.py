@@ -30,10 +30,11 @@ TABLES = {
 ROLLUP_SUMS = "count(*), coalesce(sum(duration_ms), 0), " + ", ".join(f"coalesce(sum({n}), 0)" for n in ITEM_COLUMNS)
 
 
-def hour_expr(dialect: str, column: str = "start_time") -> str:
+def hour_expr(dialect: str) -> str:
+    """A run's hour (of its start_time)."""
     if dialect == "sqlite":
-        return f"substr(replace({column}, ' ', 'T'), 1, 13) || ':00:00.000000+00:00'"
-    return f"date_trunc('hour', {column}, 'UTC')"
+        return "substr(replace(start_time, ' ', 'T'), 1, 13) || ':00:00.000000+00:00'"
+    return "date_trunc('hour', start_time, 'UTC')"
 
 
 def day_expr(dialect: str, column: str) -> str:
@@ -42,12 +43,21 @@ def day_expr(dialect: str, column: str) -> str:
     return f"date_trunc('day', {column}, 'UTC')"
 
 
-def bucket_expr(dialect: str) -> str:
-    """The duration bucket (rollups.duration_bucket); takes the parameter `log_gamma`."""
+def bucket_expr(dialect: str, log_gamma: str = ":log_gamma") -> str:
+    """The duration bucket (rollups.duration_bucket); `log_gamma` is LOG_GAMMA's bound
+    parameter, or its literal."""
     least = "min" if dialect == "sqlite" else "least"
     return (
         "CASE WHEN duration_ms IS NULL OR duration_ms < 1 THEN 0 ELSE "
-        f"{least}({MAX_BUCKET}, CAST(floor(ln(duration_ms) / :log_gamma + 1e-9) AS INTEGER) + 1) END"
+        f"{least}({MAX_BUCKET}, CAST(floor(ln(duration_ms) / {log_gamma} + 1e-9) AS INTEGER) + 1) END"
+    )
+
+
+def add_on_conflict(table: str) -> str:
+    """The clause that adds an upsert's sums to the row its key already has."""
+    keys, sums = TABLES[table]
+    return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+        f"{c} = {table}.{c} + excluded.{c}" for c in sums
     )
 
 
@@ -57,15 +67,14 @@ def _add_rows_above(table: str) -> str:
     hour, day = hour_expr("sqlite"), day_expr("sqlite", "start_time")
     picked = [{"hour": hour, "day": day}.get(key, key) for key in keys]
     if "bucket" in keys:
-        picked[keys.index("bucket")] = bucket_expr("sqlite").replace(":log_gamma", repr(LOG_GAMMA))
+        picked[keys.index("bucket")] = bucket_expr("sqlite", log_gamma=repr(LOG_GAMMA))
         values, only = "count(*)", " AND status <> 'running'"
     else:
         values, only = ROLLUP_SUMS, ""
     positions = ", ".join(str(i + 1) for i in range(len(keys)))
     return (
         f"INSERT INTO {table} ({', '.join((*keys, *sums))}) SELECT {', '.join(picked)}, {values} "
-        f"FROM agent_runs WHERE id > ?{only} GROUP BY {positions} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+        f"FROM agent_runs WHERE id > ?{only} GROUP BY {positions} {add_on_conflict(table)}"
     )
 
 

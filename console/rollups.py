@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from . import watermark
 from .db import driver_cursor
-from .rollup_tables import GAMMA, ITEM_COLUMNS, LOG_GAMMA, MAX_BUCKET, TABLES
+from .rollup_tables import GAMMA, ITEM_COLUMNS, LOG_GAMMA, MAX_BUCKET, TABLES, add_on_conflict
 from .timeutil import format_utc, parse_timestamp
 
 # The columns whose change moves a run between rollup groups or sums.
@@ -195,8 +195,7 @@ def _upsert_sql(table: str, placeholder: Callable[[str], str]) -> str:
     columns = (*keys, *sums)
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholder(c) for c in columns)}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+        + add_on_conflict(table)
     )
 
 

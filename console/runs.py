@@ -20,7 +20,6 @@ from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from . import rollups, search
-from .db import driver_cursor
 from .errors_domain import Invalid, NotFound
 from .models import agent_runs, audit_log, run_events
 from .records import run_values
@@ -42,23 +41,15 @@ class NewRuns:
     params: list[tuple]  # SQLite: each row's values as the driver takes them (else empty)
     delta: rollups.Delta  # the rollup effect if every row is inserted
     rollup_rows: dict[str, list[tuple]]
-    counted: bool = True  # False: SQLite, left for the watermark's catch-up to count and index
 
 
-def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str, *, counted: bool = True) -> NewRuns:
-    """Convert column values (unique event_ids) and aggregate their rollups, outside any transaction.
-
-    `counted=False` (SQLite; the group commit of single POSTs): the runs will be
-    inserted above the insert watermark, neither counted nor indexed, and
-    console/watermark.py `catch_up` does both for many runs at once later.
-    """
+def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns:
+    """Convert column values (unique event_ids) and aggregate their rollups, outside any transaction."""
     rows = list(rows)
-    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
-    if dialect == "sqlite" and not counted:
-        return NewRuns(rows, params, rollups.Delta(), {}, counted=False)
     delta = rollups.Delta()
     for row in rows:
         delta.add(row, +1)
+    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
     return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
 
 
@@ -68,13 +59,11 @@ _SKIP_STORED = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
     """Insert prepared runs, skipping stored event_ids; returns the event_ids inserted.
 
-    Their rollups are recorded in the same transaction (unless prepared uncounted).
-    Concurrency-safe on both dialects: INSERT ... ON CONFLICT DO NOTHING RETURNING.
+    Their rollups are recorded in the same transaction. Concurrency-safe on both
+    dialects: INSERT ... ON CONFLICT DO NOTHING RETURNING.
     """
     if not new.rows:
         return set()
-    if not new.counted:
-        return insert_uncounted(driver_cursor(session), new)
     with rollups.own_writes(session, inserts_only=True):
         if session.get_bind().dialect.name == "sqlite":
             returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
@@ -88,12 +77,14 @@ def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
     return inserted
 
 
-def insert_uncounted(cursor, new: NewRuns) -> set[str]:
-    """SQLite: insert runs prepared uncounted, on a driver cursor inside a write
-    transaction (`Database.write_driver`); returns the event_ids inserted."""
-    if not new.rows:
+def insert_uncounted(cursor, columns: Sequence[str], params: Sequence[Sequence[Any]]) -> set[str]:
+    """SQLite: insert runs (`driver_rows` values in `columns` order, unique event_ids)
+    on a driver cursor inside a write transaction (`Database.write_driver`), skipping
+    stored event_ids, neither counted nor indexed: they stay above the insert
+    watermark for console/watermark.py `catch_up`. Returns the event_ids inserted."""
+    if not params:
         return set()
-    return {event_id for (event_id,) in insert_with_cursor(cursor, list(new.rows[0]), new.params, _SKIP_STORED)}
+    return {event_id for (event_id,) in insert_with_cursor(cursor, columns, params, _SKIP_STORED)}
 
 
 def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:

@@ -90,9 +90,10 @@ def main() -> int:
         return time.perf_counter() - started
 
     def console_group(group):
-        new = runs.prepare_new_runs(group, "sqlite", counted=False)
+        columns = list(group[0])
+        params = driver_rows(group, columns)
         started = time.perf_counter()
-        queued_write(console_db, lambda cursor: runs.insert_uncounted(cursor, new), driver=True)
+        queued_write(console_db, lambda cursor: runs.insert_uncounted(cursor, columns, params), driver=True)
         return time.perf_counter() - started
 
     ways = {"raw sqlite3": raw_group, "counted in the transaction": counted_group, "the console's group commit": console_group}

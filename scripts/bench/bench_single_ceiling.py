@@ -14,6 +14,7 @@ spends per request and the server's context switches per request:
 - the same with gunicorn's access log on (the console logs every request);
 - the same under the console's own worker (console/worker.py: gthread, but a
   thread keeps serving its keep-alive connection);
+- the same with the console's access logger (console/access_log.py);
 - the console itself (`python -m console serve`, 1 worker, SQLite DELETE/FULL).
 
 Then, in this process, the console's request path with the commit stubbed out

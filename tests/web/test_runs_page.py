@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from console import web_queries
 from tests.web.conftest import HTMX, hours_ago
@@ -162,7 +163,7 @@ def test_counts_include_single_posts_the_rollups_have_not_caught_up_yet(client, 
 
     monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)  # only a read catches them up
     for status in ("failure", "failure", "success"):
-        body = {"event_id": f"gc-{status}-{hours_ago(0)}", "run_id": "via-api", "agent_name": "poster",
+        body = {"event_id": str(uuid.uuid4()), "run_id": "via-api", "agent_name": "poster",
                 "job_type": "crawl", "start_time": hours_ago(0.5), "status": status, "duration_ms": 1000}
         assert client.post("/api/v1/runs", json=body).status_code == 201  # the group commit: uncounted
     counts = re.search(r'<div id="status-counts".*?</div>', text(client.get("/?range=24h&agent=poster")), re.S).group(0)
