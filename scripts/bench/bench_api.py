@@ -10,7 +10,10 @@ http.client connections (bodies prepared before the clock starts), checks every
 answer (201 created), and prints records/s with the clients' own CPU seconds.
 In the same run it measures the baseline: raw sqlite3 executemany of the same
 rows into a migrated file (same schema, indexes and triggers), in transactions of
-`--batch` rows and of one row (one commit each).
+`--batch` rows and of one row (one commit each). The `x raw` column divides each
+console figure by its baseline from this run (batches by the `--batch`-row
+transactions, single POSTs by the one-row ones), so that figures from machines of
+different speed can be compared.
 """
 
 from __future__ import annotations
@@ -140,14 +143,14 @@ def bench_console(label: str, env: dict[str, str], args, log: Path) -> list[tupl
         if single:
             processes = max(1, args.single_clients // args.threads_per_process)
             wall, cpu = drive(port, "/api/v1/runs", split(single, processes), args.threads_per_process, 201)
-            rows.append((label, f"POST /runs x{args.single_clients} clients", len(single), wall, cpu))
+            rows.append((label, f"POST /runs x{args.single_clients} clients", len(single), wall, cpu, "single"))
         if "batch" not in args.scenarios:
             return rows
 
         records = make_runs(args.batch_records, seed=2, ids=args.ids)
         bodies = [json.dumps(records[i:i + args.batch]).encode() for i in range(0, len(records), args.batch)]
         wall, cpu = drive(port, "/api/v1/runs/batch", split(bodies, args.batch_clients), 1, 201)
-        rows.append((label, f"POST /runs/batch {args.batch}/req x{args.batch_clients}", len(records), wall, cpu))
+        rows.append((label, f"POST /runs/batch {args.batch}/req x{args.batch_clients}", len(records), wall, cpu, "batch"))
     finally:
         stop_console(proc)
     return rows
@@ -159,7 +162,7 @@ def baseline(template: Path, tmp: Path, args) -> list[tuple]:
     from console.validation import RunCreate
 
     out = []
-    for per_txn, count in ((args.batch, args.batch_records), (1, min(args.single_runs, 2000))):
+    for kind, per_txn, count in (("batch", args.batch, args.batch_records), ("single", 1, min(args.single_runs, 2000))):
         path = tmp / f"baseline-{per_txn}.sqlite"
         shutil.copy(template, path)
         rows = []
@@ -180,7 +183,7 @@ def baseline(template: Path, tmp: Path, args) -> list[tuple]:
             conn.execute("COMMIT")
         wall = time.perf_counter() - started
         conn.close()
-        out.append(("sqlite3 baseline", f"executemany, {per_txn} rows/transaction", len(params), wall, 0.0))
+        out.append(("sqlite3 baseline", f"executemany, {per_txn} rows/transaction", len(params), wall, 0.0, kind))
     return out
 
 
@@ -242,9 +245,11 @@ def main() -> int:
         pg_server.cleanup()
 
     print(f"\nevent_id: {args.ids}; {os.cpu_count()} CPUs")
-    print(f"{'setup':<34} {'scenario':<36} {'records':>8} {'seconds':>8} {'records/s':>10} {'client CPU s':>12}")
-    for label, scenario, count, wall, cpu in results:
-        print(f"{label:<34} {scenario:<36} {count:>8} {wall:>8.2f} {count / wall:>10.0f} {cpu:>12.2f}")
+    raw = {kind: count / wall for label, _, count, wall, _, kind in results if label == "sqlite3 baseline"}
+    print(f"{'setup':<34} {'scenario':<36} {'records':>8} {'seconds':>8} {'records/s':>10} {'x raw':>6} {'client CPU s':>12}")
+    for label, scenario, count, wall, cpu, kind in results:
+        ratio = f"{count / wall / raw[kind]:.2f}" if kind in raw else "-"
+        print(f"{label:<34} {scenario:<36} {count:>8} {wall:>8.2f} {count / wall:>10.0f} {ratio:>6} {cpu:>12.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -14,6 +14,9 @@ a migrated file (full schema: indexes, the search index and the dirty-hour
 triggers), as the console writes and as another tool would, and into a file
 without its triggers. The rollups are on (they always are). Ids are UUID v7 as
 our SDK writes them unless `--ids uuid4` (random, as many other clients send).
+The `x raw` column divides each figure by the baseline into the file without its
+triggers (the issue's "raw sqlite3 executemany into a table with these indexes"),
+so that figures from machines of different speed can be compared.
 """
 
 from __future__ import annotations
@@ -176,6 +179,9 @@ def run_console(args, workers: int, scenario: str, workdir: Path) -> dict:
         proc.wait(timeout=30)
 
 
+_REFERENCE = "full schema without its triggers"  # the baseline the `x raw` column divides by
+
+
 def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_console: bool = False) -> dict:
     """sqlite3 executemany of the same rows, 500 per transaction, into a migrated file.
 
@@ -253,7 +259,7 @@ def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_co
     elapsed = time.perf_counter() - started
     conn.close()
     if not keep_triggers:
-        label = "full schema without its triggers"
+        label = _REFERENCE
     elif as_console:
         label = "full schema, console's pragmas + guard row"
     else:
@@ -315,10 +321,12 @@ def main() -> None:
         f"\n{backend}; {args.records} records ({args.ids} ids), {args.batch} per request, {args.clients} client processes; "
         f"{os.cpu_count()} CPUs"
     )
-    print(f"{'what':<72} {'records':>8} {'s':>7} {'records/s':>10} {'client CPU s':>13}")
+    reference = next((r["rate"] for r in results if r["what"].endswith(_REFERENCE)), None)
+    print(f"{'what':<72} {'records':>8} {'s':>7} {'records/s':>10} {'x raw':>6} {'client CPU s':>13}")
     for r in results:
         cpu = f"{r['client_cpu']:.2f}" if r["client_cpu"] is not None else "-"
-        print(f"{r['what']:<72} {r['records']:>8} {r['seconds']:>7.2f} {r['rate']:>10.0f} {cpu:>13}")
+        ratio = f"{r['rate'] / reference:.2f}" if reference else "-"
+        print(f"{r['what']:<72} {r['records']:>8} {r['seconds']:>7.2f} {r['rate']:>10.0f} {ratio:>6} {cpu:>13}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"(bench driver CPU incl. body preparation: {usage.ru_utime + usage.ru_stime:.1f} s)")
 

@@ -149,11 +149,13 @@ def main():
     ]
     print(f"python {sys.version.split()[0]}, load average {os.getloadavg()}, "
           f"{os.cpu_count()} cpus, console {'stub' if not args.console else args.console}")
-    print(f"{'scenario':<26} {'call':<18} {'p50 µs':>8} {'p99 µs':>8}")
+    print(f"{'scenario':<26} {'call':<18} {'p50 µs':>8} {'p99 µs':>8} {'p50 x write()':>14}")
     for name, result in runs:
+        base = pct(result["baseline write()"], .5)
         for call, samples in result.items():
             if not call.startswith("_"):
-                print(f"{name:<26} {call:<18} {pct(samples, .5):8.1f} {pct(samples, .99):8.1f}")
+                p50 = pct(samples, .5)
+                print(f"{name:<26} {call:<18} {p50:8.1f} {pct(samples, .99):8.1f} {p50 / base:14.1f}")
         if "_throughput" in result:
             print(f"{name:<26} throughput: {result['_throughput']}")
     print(f"load average after: {os.getloadavg()}")
