@@ -14,6 +14,12 @@ rows into a migrated file (same schema, indexes and triggers), in transactions o
 console figure by its baseline from this run (batches by the `--batch`-row
 transactions, single POSTs by the one-row ones), so that figures from machines of
 different speed can be compared.
+
+`--wrk SECONDS` (needs Debian's `wrk`): the single POSTs once more, for that long,
+from `wrk` (2 threads, the same number of keep-alive connections) with
+wrk_single_post.lua, which posts a new run per request and counts the answers
+that were not 201. wrk spends a tenth of the CPU per request that the Python
+clients do, so the two figures side by side show how much the client takes.
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import re
+import resource
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +41,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import ID_KINDS, free_port, start_console, stop_console  # noqa: E402
@@ -123,6 +133,26 @@ def drive(port: int, path: str, per_process: list[list[bytes]], threads: int, ex
     return wall, sum(r[1] for r in results)
 
 
+def drive_wrk(port: int, connections: int, seconds: float) -> tuple[int, float, float]:
+    """wrk posting new runs for `seconds`; (requests, wall seconds, wrk's CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "-s", str(HERE / "wrk_single_post.lua"),
+         f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    refused = re.search(r"not created: (\d+)", out)
+    if done is None or refused is None:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    if int(refused.group(1)):
+        raise SystemExit(f"wrk: {refused.group(1)} answers were not 201")
+    wall = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return int(done.group(1)), wall, cpu
+
+
 def split(items: list, parts: int) -> list[list]:
     return [items[i::parts] for i in range(parts)]
 
@@ -144,6 +174,9 @@ def bench_console(label: str, env: dict[str, str], args, log: Path) -> list[tupl
             processes = max(1, args.single_clients // args.threads_per_process)
             wall, cpu = drive(port, "/api/v1/runs", split(single, processes), args.threads_per_process, 201)
             rows.append((label, f"POST /runs x{args.single_clients} clients", len(single), wall, cpu, "single"))
+            if args.wrk:
+                count, wall, cpu = drive_wrk(port, args.single_clients, args.wrk)
+                rows.append((label, f"POST /runs x{args.single_clients} clients (wrk)", count, wall, cpu, "single"))
         if "batch" not in args.scenarios:
             return rows
 
@@ -201,6 +234,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="TELEMETRY_API_THREADS")
     parser.add_argument("--scenarios", default="single,batch")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--wrk", type=float, default=0, metavar="SECONDS",
+                        help="also drive the single POSTs from wrk for this long")
     parser.add_argument("--ids", choices=sorted(ID_KINDS), default="uuid7",
                         help="event_id: uuid7 as our SDK writes it, or random uuid4")
     args = parser.parse_args()
