@@ -18,8 +18,8 @@ different speed can be compared.
 `--wrk SECONDS` (needs Debian's `wrk`): the single POSTs once more, for that long,
 from `wrk` (2 threads, the same number of keep-alive connections) with
 wrk_single_post.lua, which posts a new run per request and counts the answers
-that were not 201. wrk spends a tenth of the CPU per request that the Python
-clients do, so the two figures side by side show how much the client takes.
+that were not 201. wrk spends about a quarter of the CPU per request that the
+Python clients do, so the two figures side by side show how much the client takes.
 """
 
 from __future__ import annotations
