@@ -11,7 +11,7 @@ answer (201 created), and prints records/s with the clients' own CPU seconds.
 In the same run it measures the baseline: raw sqlite3 executemany of the same
 rows into a migrated file (same schema, indexes and triggers), in transactions of
 `--batch` rows and of one row (one commit each). The `x raw` column divides each
-console figure by its baseline from this run (batches by the `--batch`-row
+SQLite figure by its baseline from this run (batches by the `--batch`-row
 transactions, single POSTs by the one-row ones), so that figures from machines of
 different speed can be compared.
 
@@ -283,7 +283,7 @@ def main() -> int:
     raw = {kind: count / wall for label, _, count, wall, _, kind in results if label == "sqlite3 baseline"}
     print(f"{'setup':<34} {'scenario':<36} {'records':>8} {'seconds':>8} {'records/s':>10} {'x raw':>6} {'client CPU s':>12}")
     for label, scenario, count, wall, cpu, kind in results:
-        ratio = f"{count / wall / raw[kind]:.2f}" if kind in raw else "-"
+        ratio = f"{count / wall / raw[kind]:.2f}" if kind in raw and label.startswith("sqlite") else "-"
         print(f"{label:<34} {scenario:<36} {count:>8} {wall:>8.2f} {count / wall:>10.0f} {ratio:>6} {cpu:>12.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
