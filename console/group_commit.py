@@ -151,17 +151,17 @@ class GroupCommit:
         except DatabaseUnavailable as exc:
             for waiter in group:
                 waiter.error = exc
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - handed to the request threads
             if len(group) == 1:
-                group[0].error = _current_exception()
+                group[0].error = exc
             else:
                 # Something in the group failed unexpectedly: give each its own transaction,
                 # so that one bad record cannot fail the others.
                 for waiter in group:
                     try:
                         self._apply([waiter])
-                    except Exception as exc:  # noqa: BLE001 - handed to the request thread
-                        waiter.error = exc
+                    except Exception as alone:  # noqa: BLE001 - handed to the request thread
+                        waiter.error = alone
         finally:
             for waiter in group:
                 waiter.done.release()
@@ -192,12 +192,6 @@ class GroupCommit:
         # Not retried from here: with the database down, this writer would try again
         # every idle moment and never end.
         self._uncounted = 0
-
-
-def _current_exception() -> BaseException:
-    import sys
-
-    return sys.exc_info()[1]
 
 
 def committer(app: Flask) -> GroupCommit:

@@ -107,7 +107,7 @@ def rebuild(session: Session) -> int:
     """Recompute every rollup from agent_runs; returns the number of (agent, status, hour) groups."""
     _lock(session)
     if session.get_bind().dialect.name == "sqlite":
-        watermark.catch_up(session)
+        watermark.index_without_counting(session)  # the recomputation below counts every run
     _recompute(session, "1 = 1", {})
     _recompute_days(session, "1 = 1", {})
     _recompute_totals(session)

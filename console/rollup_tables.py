@@ -38,6 +38,7 @@ def hour_expr(dialect: str) -> str:
 
 
 def day_expr(dialect: str, column: str) -> str:
+    """The day of a time `column` (start_time, or a rollup's hour)."""
     if dialect == "sqlite":
         return f"substr(replace({column}, ' ', 'T'), 1, 10) || 'T00:00:00.000000+00:00'"
     return f"date_trunc('day', {column}, 'UTC')"

@@ -110,10 +110,7 @@ def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> s
             if values[i] is not None:
                 values[i] = Jsonb(values[i])
         params.append(values)
-    sql = (
-        f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-    )
+    sql = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}){_SKIP_STORED}"
     inserted: set[str] = set()
     with session.connection().connection.driver_connection.cursor() as cursor:
         cursor.executemany(sql, params, returning=True)

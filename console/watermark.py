@@ -12,7 +12,8 @@ console's other write transactions (`rollups.own_writes`) catch up first and
 
 Who catches up: the group commit's writer every few hundred runs and when it goes
 idle, every other write, every read of the rollups (console/reconcile.py
-`ensure_fresh`), and the scheduled reconcile. Search reads the rows above the
+`ensure_fresh`), and the scheduled reconcile. The rebuild, which recomputes the
+rollups from every row, only indexes (`index_without_counting`). Search reads the rows above the
 watermark (a few hundred at most while the console runs) with a plain scan.
 """
 
@@ -27,14 +28,26 @@ from .rollup_tables import ADD_ROWS_ABOVE
 def catch_up(session: Session) -> int:
     """Roll up and index every run above the watermark and move it past them; returns it (SQLite write transaction)."""
     execute = driver_cursor(session).execute  # a few statements per write: SQLAlchemy's own work cost more
-    through, highest = execute(
-        "SELECT through_id, (SELECT coalesce(max(id), 0) FROM agent_runs) FROM run_watermark"
-    ).fetchone()
+    through, highest = _positions(execute)
     if highest > through:
         for statement in ADD_ROWS_ABOVE:
             execute(statement, (through,))
         _index_and_move(execute, through, highest)
     return highest
+
+
+def index_without_counting(session: Session) -> None:
+    """Index the runs above the watermark and move it past them, leaving the rollups
+    alone: for the rebuild, which recomputes them from every row."""
+    execute = driver_cursor(session).execute
+    through, highest = _positions(execute)
+    if highest > through:
+        _index_and_move(execute, through, highest)
+
+
+def _positions(execute) -> tuple[int, int]:
+    """(the watermark, the newest run's id)."""
+    return execute("SELECT through_id, (SELECT coalesce(max(id), 0) FROM agent_runs) FROM run_watermark").fetchone()
 
 
 def advance(session: Session, through: int) -> None:

@@ -120,6 +120,15 @@ def db(app):
 
 
 @pytest.fixture
+def slow_idle_catch_up(monkeypatch):
+    """SQLite: keep single POSTs uncounted (above the insert watermark) until something
+    else catches them up, instead of the group commit's writer when it goes idle."""
+    from console import group_commit
+
+    monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)
+
+
+@pytest.fixture
 def console_server(env, tmp_path):
     """The real `python -m console serve` on a free loopback port."""
     process = ConsoleProcess({**env, "TELEMETRY_API_PORT": str(free_port())}, tmp_path / "console.log")

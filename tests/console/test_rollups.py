@@ -151,12 +151,11 @@ def test_rebuild_command_restores_wrecked_rollups(client, db, env):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # single POSTs wait above the watermark on SQLite
-def test_the_check_command_counts_single_posts_not_counted_yet_first(client, db, env, backend, monkeypatch):
+def test_the_check_command_counts_single_posts_not_counted_yet_first(client, db, env, backend, slow_idle_catch_up):
     import os
 
-    from console import group_commit, watermark
+    from console import watermark
 
-    monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)
     body = {"event_id": "uncounted", "run_id": "u", "agent_name": "a", "job_type": "x",
             "start_time": "2026-01-12T10:00:00Z", "status": "success", "duration_ms": 5}
     assert client.post("/api/v1/runs", json=body).status_code == 201

@@ -68,12 +68,6 @@ def _behind(db) -> bool:
         return watermark.behind(session)
 
 
-@pytest.fixture
-def slow_idle_catch_up(monkeypatch):
-    """Keep single POSTs uncounted until something else catches them up."""
-    monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)
-
-
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_read_of_the_rollups_counts_single_posts_first(client, db, backend, slow_idle_catch_up):
     for i in range(3):
@@ -131,3 +125,17 @@ def test_changes_to_runs_not_counted_yet_keep_the_rollups_true(client, db, backe
     assert report["runs_deleted"] == 5  # every run, the one not counted yet included
     assert_rollups_match(db)  # all zero: nothing subtracted that was never added
     assert {kept["event_id"], extra["event_id"]}.isdisjoint(r["event_id"] for r in client.get("/api/v1/runs").json)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_rebuild_counts_and_indexes_runs_not_caught_up_yet(client, db, backend, slow_idle_catch_up):
+    from console import reconcile
+
+    post_run(client, run_id="before-rebuild", error_summary="needle before the rebuild")
+    post_run(client, agent_name="rebuilt", status="failure", duration_ms=40)
+    assert _behind(db)
+    db.write(reconcile.rebuild)
+    assert not _behind(db)
+    assert [r["run_id"] for r in client.get("/api/v1/runs?q=needle before the").json] == ["before-rebuild"]
+    assert client.get("/api/v1/stats?since=2026-01-01").json["agents"]["rebuilt"]["counts"] == {"failure": 1}
+    assert_rollups_match(db)

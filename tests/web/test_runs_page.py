@@ -158,10 +158,8 @@ def test_user_data_is_escaped(client, make_run):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
 
 
-def test_counts_include_single_posts_the_rollups_have_not_caught_up_yet(client, monkeypatch):
-    from console import group_commit
-
-    monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)  # only a read catches them up
+def test_counts_include_single_posts_the_rollups_have_not_caught_up_yet(client, slow_idle_catch_up):
+    # Only the page's read catches the posted runs up.
     for status in ("failure", "failure", "success"):
         body = {"event_id": str(uuid.uuid4()), "run_id": "via-api", "agent_name": "poster",
                 "job_type": "crawl", "start_time": hours_ago(0.5), "status": status, "duration_ms": 1000}
