@@ -91,8 +91,6 @@ class TelemetryConfig:
     batch_seconds: float = 1.0
     http_timeout: float = 10.0
     max_backoff: float = 60.0
-    test_mode: Optional[str] = None
-    skip_validation: bool = True
 
     @property
     def base_dir(self) -> Path:
@@ -103,11 +101,6 @@ class TelemetryConfig:
     def ndjson_dir(self) -> Path:
         """Return the spool directory, `{base}/raw`."""
         return self.base_dir / "raw"
-
-    @property
-    def database_path(self) -> Path:
-        """Return where the console keeps its database under this base (informational)."""
-        return self.base_dir / "db" / "telemetry.sqlite"
 
     @classmethod
     def from_env(cls) -> "TelemetryConfig":
@@ -135,19 +128,7 @@ class TelemetryConfig:
             heartbeat_seconds=_env_float("TELEMETRY_HEARTBEAT_SECONDS", 30.0),
             retention_days=_env_float("TELEMETRY_SPOOL_RETENTION_DAYS", 7.0),
             git_detect=_env_bool("TELEMETRY_GIT_DETECT", True),
-            test_mode=os.environ.get("TELEMETRY_TEST_MODE") or None,
         )
-
-    def validate(self, strict: bool = True) -> tuple:
-        """Return (ok, errors); kept for the older API. Directories are created on demand."""
-        errors = []
-        if not str(self.api_url).startswith(("http://", "https://")):
-            errors.append(f"api_url is not http(s): {self.api_url!r}")
-        return (not errors, errors)
-
-    def is_test_mode(self) -> bool:
-        """Return whether TELEMETRY_TEST_MODE is mock or live (older API)."""
-        return self.test_mode in ("mock", "live")
 
     def __str__(self) -> str:
         token = "***REDACTED***" if self.api_token else None

@@ -104,20 +104,6 @@ def generate_run_id(agent_name: str) -> str:
     return f"{stamp}-{safe}-{uuid.uuid4().hex[:8]}"
 
 
-def parse_iso(value: str) -> datetime:
-    """Parse an ISO 8601 timestamp (a trailing Z allowed)."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def calculate_duration_ms(start_time_str: str, end_time_str: str) -> int:
-    """Return the milliseconds between two ISO 8601 timestamps."""
-    try:
-        delta = parse_iso(end_time_str) - parse_iso(start_time_str)
-    except Exception as exc:
-        raise ValueError(f"Failed to calculate duration: {exc}") from exc
-    return max(0, int(delta.total_seconds() * 1000))
-
-
 class _Record:
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
