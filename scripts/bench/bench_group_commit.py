@@ -16,6 +16,11 @@ SQLite DELETE/FULL, each way on its own migrated file, the ways interleaved:
   (console/group_commit.py), plus its share of the catch-up that later counts
   and indexes the runs (console/watermark.py; measured separately and divided
   by the runs it caught up).
+
+For the raw way it also prints how many pages the group put in the rollback
+journal (each is written to the journal, synced, then written to the file): every
+index takes a page per distinct key range the group touches, which is why a
+commit's cost grows with the group.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_api import make_runs  # noqa: E402
+
+# A rollback journal starts with a header padded to one sector; each page in it is
+# preceded by its number and followed by a checksum (https://sqlite.org/fileformat.html).
+JOURNAL_HEADER_BYTES = 512
 
 
 def main() -> int:
@@ -69,6 +78,9 @@ def main() -> int:
     for pragma in ("journal_mode = DELETE", "synchronous = FULL", "temp_store = MEMORY"):
         raw.execute(f"PRAGMA {pragma}")
     counted_db, console_db = database("counted"), database("console")
+    journal = Path(f"{raw_path}-journal")
+    page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+    journal_pages: list[float] = []
 
     def raw_group(group):
         columns = list(group[0])
@@ -80,8 +92,11 @@ def main() -> int:
             f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES " + ",".join([one] * len(params)),
             [v for row in params for v in row],
         )
+        paused = time.perf_counter()
+        journal_pages.append((journal.stat().st_size - JOURNAL_HEADER_BYTES) / (page_size + 8))
+        resumed = time.perf_counter()
         raw.execute("COMMIT")
-        return time.perf_counter() - started
+        return time.perf_counter() - started - (resumed - paused)
 
     def counted_group(group):
         new = runs.prepare_new_runs(group, "sqlite")
@@ -96,11 +111,16 @@ def main() -> int:
         queued_write(console_db, lambda cursor: runs.insert_uncounted(cursor, columns, params), driver=True)
         return time.perf_counter() - started
 
-    ways = {"raw sqlite3": raw_group, "counted in the transaction": counted_group, "the console's group commit": console_group}
+    ways = {
+        "raw sqlite3": raw_group,
+        "counted in the transaction": counted_group,
+        "the console's group commit": console_group,
+    }
     table = []
     offset = 0
     for size in sizes:
         held = {name: [] for name in ways}
+        journal_pages.clear()
         catch_up_seconds, caught_up = 0.0, 0
         for i in range(args.groups):
             for name, way in ways.items():
@@ -115,16 +135,22 @@ def main() -> int:
         base = statistics.median(held["raw sqlite3"])
         for name in ways:
             median = statistics.median(held[name]) + (share if name == "the console's group commit" else 0.0)
-            table.append((size, name, median * 1e3, size / median, median / base))
+            pages = statistics.median(journal_pages) if name == "raw sqlite3" else None
+            table.append((size, name, median * 1e3, size / median, median / base, pages))
     raw.close()
     counted_db.dispose()
     console_db.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nSQLite DELETE/FULL, {args.groups} groups per way and size, ways interleaved; {os.cpu_count()} CPUs")
-    print(f"{'runs/group':>10}  {'way':30} {'lock held ms (median)':>22} {'runs/s if lock-bound':>21} {'x raw':>6}")
-    for size, name, ms, rate, ratio in table:
-        print(f"{size:>10}  {name:30} {ms:22.2f} {rate:21.0f} {ratio:6.2f}")
+    print(
+        f"{'runs/group':>10}  {'way':30} {'lock held ms (median)':>22} {'runs/s if lock-bound':>21} {'x raw':>6}"
+        f" {'journal pages':>14}"
+    )
+    for size, name, ms, rate, ratio, pages in table:
+        print(
+            f"{size:>10}  {name:30} {ms:22.2f} {rate:21.0f} {ratio:6.2f} {'' if pages is None else f'{pages:.0f}':>14}"
+        )
     print("(the console's row includes its share of the catch-up, which counts and indexes 256 runs at a time)")
     return 0
 
