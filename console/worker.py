@@ -5,10 +5,15 @@ the next request on it then costs two thread hand-offs (pool thread â†’ poller â
 pool thread), each a wake-up and a turn at the GIL. Here the thread that answered
 a keep-alive request watches its connection a moment longer and serves the next
 request itself, unless another connection is waiting for a thread.
+
+A request the client pipelined (sent before the previous answer) may already sit
+in the parser's buffer: no socket readiness will announce it, and gthread's poller
+would leave it unanswered until the keep-alive timeout. It is served at once.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 
@@ -37,7 +42,7 @@ class ConsoleThreadWorker(ThreadWorker):
             self._queued -= 1
         while True:
             keepalive, conn = super().handle(conn)
-            if not (keepalive and self.alive and self._next_request_arrives(conn)):
+            if not (keepalive and self.alive and (_buffered(conn) or self._next_request_arrives(conn))):
                 return keepalive, conn
 
     def _next_request_arrives(self, conn) -> bool:
@@ -51,3 +56,13 @@ class ConsoleThreadWorker(ThreadWorker):
             if poller.poll(WATCH_SLICE_SECONDS * 1000):
                 return True
         return False
+
+
+def _buffered(conn) -> bool:
+    """True when the parser holds bytes read past the last request (a pipelined request)."""
+    parser = conn.parser
+    if parser is None:
+        return False
+    buffer = parser.unreader.buf
+    buffer.seek(0, os.SEEK_END)  # where gunicorn's Unreader appends and reads from
+    return buffer.tell() > 0

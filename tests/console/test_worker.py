@@ -3,6 +3,7 @@ keeps serving its keep-alive connection must neither lose requests nor starve ot
 
 import http.client
 import json
+import socket
 import threading
 import time
 import uuid
@@ -22,10 +23,13 @@ def one_thread_console(tmp_path):
     console.stop()
 
 
+def _run_body(event_id: str, agent_name: str = "w") -> bytes:
+    return json.dumps({"event_id": event_id, "run_id": event_id, "agent_name": agent_name, "job_type": "t",
+                       "start_time": "2026-01-01T00:00:00Z"}).encode()
+
+
 def _post_run(conn: http.client.HTTPConnection, event_id: str) -> int:
-    body = json.dumps({"event_id": event_id, "run_id": event_id, "agent_name": "w", "job_type": "t",
-                       "start_time": "2026-01-01T00:00:00Z"})
-    conn.request("POST", "/api/v1/runs", body=body, headers={"Content-Type": "application/json"})
+    conn.request("POST", "/api/v1/runs", body=_run_body(event_id), headers={"Content-Type": "application/json"})
     response = conn.getresponse()
     response.read()
     return response.status
@@ -70,3 +74,45 @@ def test_a_busy_keepalive_connection_does_not_starve_another_with_one_thread(one
         busy.join(15)
     assert statuses == [201] * 10
     assert set(busy_answers) == {200}
+
+
+def _read_responses(sock, count: int, deadline_seconds: float) -> list[int]:
+    """The status codes of the next `count` HTTP responses on `sock` (Content-Length bodies)."""
+    sock.settimeout(deadline_seconds)
+    data, statuses = b"", []
+    try:
+        while len(statuses) < count:
+            head_end = data.find(b"\r\n\r\n")
+            if head_end >= 0:
+                head = data[:head_end].decode("latin-1").split("\r\n")
+                length = next(int(h.split(":", 1)[1]) for h in head if h.lower().startswith("content-length:"))
+                if len(data) >= head_end + 4 + length:
+                    statuses.append(int(head[0].split()[1]))
+                    data = data[head_end + 4 + length :]
+                    continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        pass
+    return statuses
+
+
+@pytest.mark.parametrize("pipelined", [2, 5])
+def test_pipelined_requests_sent_together_are_all_answered(one_thread_console, pipelined):
+    # HTTP/1.1 lets a client send its next requests before the answers: the later ones
+    # then wait in the server's read buffer, and no socket readiness announces them.
+    ids = [str(uuid.uuid4()) for _ in range(pipelined)]
+    requests = b""
+    for event_id in ids:
+        body = _run_body(event_id, agent_name="p")
+        requests += (f"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", one_thread_console.port), timeout=10) as sock:
+        sock.sendall(requests)
+        # Well inside the 5 s keep-alive timeout, after which the connection would close.
+        assert _read_responses(sock, pipelined, deadline_seconds=3) == [201] * pipelined
+    conn = http.client.HTTPConnection("127.0.0.1", one_thread_console.port, timeout=10)
+    conn.request("GET", "/api/v1/runs?agent_name=p&limit=100")
+    assert sorted(run["event_id"] for run in json.loads(conn.getresponse().read())) == sorted(ids)
