@@ -21,6 +21,15 @@ def hours_ago(hours: float) -> str:
     return (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
 
 
+def minutes_ago_on_one_day(*minutes: int) -> list[str]:
+    """Start times a few minutes ago that share one UTC day, whatever the time of day
+    (just after midnight they are taken from before it)."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    latest = now if now - midnight > timedelta(minutes=max(minutes) + 1) else midnight - timedelta(seconds=1)
+    return [(latest - timedelta(minutes=m)).isoformat() for m in minutes]
+
+
 @pytest.fixture
 def make_run(db):
     """Store a run through the domain; returns its event_id."""

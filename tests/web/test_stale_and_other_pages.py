@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.web.conftest import HTMX, hours_ago
+from tests.web.conftest import HTMX, hours_ago, minutes_ago_on_one_day
 
 
 def text(response) -> str:
@@ -76,9 +76,9 @@ def test_agents_page_links_to_the_filtered_runs(client, make_run):
 
 
 def test_agents_page_shows_rates_durations_last_run_and_a_30_day_svg_chart(client, make_run):
-    make_run(agent_name="crawler", status="success", duration_ms=60_000, start_time=hours_ago(2))
-    make_run(agent_name="crawler", status="success", duration_ms=60_000, start_time=hours_ago(3))
-    make_run(agent_name="crawler", status="failure", duration_ms=60_000, start_time=hours_ago(4))
+    # Three runs on one day (one day's bar, split by status), one three days before.
+    for status, start in zip(("success", "success", "failure"), minutes_ago_on_one_day(1, 2, 3), strict=True):
+        make_run(agent_name="crawler", status=status, duration_ms=60_000, start_time=start)
     make_run(agent_name="crawler", run_id="last-one", status="success", duration_ms=60_000, start_time=hours_ago(24 * 3))
     body = text(client.get("/agents"))
     stats = re.search(r'<dl class="stats">.*?</dl>', body, re.S).group(0)
