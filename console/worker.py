@@ -9,15 +9,27 @@ request itself, unless another connection is waiting for a thread.
 A request the client pipelined (sent before the previous answer) may already sit
 in the parser's buffer: no socket readiness will announce it, and gthread's poller
 would leave it unanswered until the keep-alive timeout. It is served at once.
+
+A client that goes silent in the middle of a request (a half-sent request, a peer
+gone from the network) would hold its thread for as long as the connection lives,
+which for a vanished peer is forever: a handful of them stop the worker. After
+TELEMETRY_API_READ_TIMEOUT seconds without a byte its connection reads as closed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import select
+import socket
+import struct
 import threading
 
 from gunicorn.workers.gthread import ThreadWorker
+
+from console.settings import load_settings
+
+log = logging.getLogger("console.worker")
 
 # How long a thread watches its connection for the next request, in slices: a
 # connection that becomes ready meanwhile waits at most one slice for a thread.
@@ -31,6 +43,7 @@ class ConsoleThreadWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self._queued = 0  # connections handed to the pool that no thread has taken yet
         self._queued_lock = threading.Lock()
+        self._read_timeout = load_settings().api_read_timeout
 
     def enqueue_req(self, conn):
         with self._queued_lock:
@@ -40,6 +53,7 @@ class ConsoleThreadWorker(ThreadWorker):
     def handle(self, conn):
         with self._queued_lock:
             self._queued -= 1
+        _drop_when_silent(conn, self._read_timeout)
         while True:
             keepalive, conn = super().handle(conn)
             if not (keepalive and self.alive and (_buffered(conn) or self._next_request_arrives(conn))):
@@ -66,3 +80,27 @@ def _buffered(conn) -> bool:
     buffer = parser.unreader.buf
     buffer.seek(0, os.SEEK_END)  # where gunicorn's Unreader appends and reads from
     return buffer.tell() > 0
+
+
+def _drop_when_silent(conn, seconds: int) -> None:
+    """Make a read that waits `seconds` for a byte end the connection, as if the client had closed it.
+
+    The kernel's receive timeout (SO_RCVTIMEO) bounds each read of the blocking
+    socket without an extra poll per read; gunicorn's parser treats the empty
+    read as the client gone. Answers are written without a bound, as before.
+    """
+    unreader = conn.parser.unreader
+    if "chunk" in vars(unreader):  # this connection is bounded already
+        return
+    sock = unreader.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
+    size = unreader.mxchunk
+
+    def chunk() -> bytes:
+        try:
+            return sock.recv(size)
+        except BlockingIOError:  # SO_RCVTIMEO ran out
+            log.info("dropped a client that sent nothing for %d s in the middle of a request", seconds)
+            return b""
+
+    unreader.chunk = chunk

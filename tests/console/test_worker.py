@@ -13,11 +13,24 @@ import pytest
 from tests.helpers import ConsoleProcess, free_port
 
 
+def _one_thread_console(tmp_path, **env):
+    return ConsoleProcess({"TELEMETRY_DB_PATH": str(tmp_path / "w.sqlite"), "TELEMETRY_API_PORT": str(free_port()),
+                           "TELEMETRY_API_THREADS": "1", "TELEMETRY_BASE_DIR": str(tmp_path / "base"), **env},
+                          tmp_path / "log")
+
+
 @pytest.fixture
 def one_thread_console(tmp_path):
-    console = ConsoleProcess({"TELEMETRY_DB_PATH": str(tmp_path / "w.sqlite"), "TELEMETRY_API_PORT": str(free_port()),
-                              "TELEMETRY_API_THREADS": "1", "TELEMETRY_BASE_DIR": str(tmp_path / "base")},
-                             tmp_path / "log")
+    console = _one_thread_console(tmp_path)
+    console.start()
+    yield console
+    console.stop()
+
+
+@pytest.fixture
+def impatient_console(tmp_path):
+    """One thread, and a client silent for 1 s in the middle of a request is dropped."""
+    console = _one_thread_console(tmp_path, TELEMETRY_API_READ_TIMEOUT="1")
     console.start()
     yield console
     console.stop()
@@ -116,3 +129,43 @@ def test_pipelined_requests_sent_together_are_all_answered(one_thread_console, p
     conn = http.client.HTTPConnection("127.0.0.1", one_thread_console.port, timeout=10)
     conn.request("GET", "/api/v1/runs?agent_name=p&limit=100")
     assert sorted(run["event_id"] for run in json.loads(conn.getresponse().read())) == sorted(ids)
+
+
+def _request_head(body: bytes) -> bytes:
+    return (f"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("sent", ["half the head", "the head and half the body"])
+def test_a_client_silent_in_the_middle_of_a_request_is_dropped_and_frees_the_thread(impatient_console, sent):
+    body = _run_body(str(uuid.uuid4()), agent_name="silent")
+    partial = _request_head(body)[:20] if sent == "half the head" else _request_head(body) + body[: len(body) // 2]
+    with socket.create_connection(("127.0.0.1", impatient_console.port), timeout=10) as stalled:
+        stalled.sendall(partial)
+        time.sleep(0.2)  # the one thread is now reading the stalled request
+        other = http.client.HTTPConnection("127.0.0.1", impatient_console.port, timeout=10)
+        other.request("GET", "/version")  # answered once the stalled client is dropped, ~1 s
+        response = other.getresponse()
+        response.read()
+        assert response.status == 200
+        stalled.settimeout(10)
+        received = b""
+        while chunk := stalled.recv(65536):  # until the server closes the connection
+            received += chunk
+    if sent == "half the head":
+        assert received == b""
+    else:  # the body read short: answered as a bad body, then closed
+        assert received.startswith(b"HTTP/1.1 400 ")
+    check = http.client.HTTPConnection("127.0.0.1", impatient_console.port, timeout=10)
+    check.request("GET", "/api/v1/runs?agent_name=silent")
+    assert json.loads(check.getresponse().read()) == []  # nothing of the half request was stored
+
+
+def test_a_slow_client_that_keeps_sending_is_served(impatient_console):
+    event_id = str(uuid.uuid4())
+    body = _run_body(event_id, agent_name="slow")
+    with socket.create_connection(("127.0.0.1", impatient_console.port), timeout=10) as slow:
+        for part in (_request_head(body), body[:10], body[10:]):  # each gap under the 1 s bound
+            slow.sendall(part)
+            time.sleep(0.6)
+        assert _read_responses(slow, 1, deadline_seconds=5) == [201]
