@@ -14,10 +14,15 @@ A client that goes silent in the middle of a request (a half-sent request, a pee
 gone from the network) would hold its thread for as long as the connection lives,
 which for a vanished peer is forever: a handful of them stop the worker. After
 TELEMETRY_API_READ_TIMEOUT seconds without a byte its connection reads as closed.
+
+A request gunicorn cannot parse (a request line over 4,094 bytes, oversized headers,
+a malformed line) never reaches the app; gunicorn answers it itself, with an HTML
+page. Here that answer is JSON with a `detail`, like every other error of the API.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -25,6 +30,7 @@ import socket
 import struct
 import threading
 
+from gunicorn import util as gunicorn_util
 from gunicorn.workers.gthread import ThreadWorker
 
 from console.settings import load_settings
@@ -104,3 +110,19 @@ def _drop_when_silent(conn, seconds: int) -> None:
             return b""
 
     unreader.chunk = chunk
+
+
+def _write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answer (`util.write_error`), as JSON instead of HTML."""
+    body = json.dumps({"detail": mesg or reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# gunicorn has no hook for the body of the errors it answers itself: its workers'
+# `handle_error` writes through this module attribute, so it is replaced here, in the
+# worker processes that load this class.
+gunicorn_util.write_error = _write_json_error

@@ -169,3 +169,35 @@ def test_a_slow_client_that_keeps_sending_is_served(impatient_console):
             slow.sendall(part)
             time.sleep(0.6)
         assert _read_responses(slow, 1, deadline_seconds=5) == [201]
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request`, read until the server closes; (head, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "detail"),
+    [
+        (b"GET /api/v1/runs?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "too large"),
+        (b"GET /api/v1/runs HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "Invalid"),
+    ],
+    ids=["request line over 4094 bytes", "header over 8190 bytes", "malformed request line"],
+)
+def test_requests_gunicorn_cannot_parse_are_answered_in_json(one_thread_console, request_bytes, status, detail):
+    head, body = _raw_exchange(one_thread_console.port, request_bytes)
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} ")
+    assert "content-type: application/json" in [line.lower() for line in lines]
+    assert detail in json.loads(body)["detail"]
+    # The worker serves on: the next request on a new connection is answered.
+    conn = http.client.HTTPConnection("127.0.0.1", one_thread_console.port, timeout=10)
+    conn.request("GET", "/version")
+    assert conn.getresponse().status == 200
