@@ -4,7 +4,7 @@ import json
 import random
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Optional
+from typing import Any, Dict, Optional
 
 
 def parse_retry_after(value: Optional[str]) -> float:
@@ -41,3 +41,20 @@ def as_text(detail) -> str:
     if isinstance(detail, str):
         return detail
     return json.dumps(detail, default=str)[:2000]
+
+
+def ingest_answer(resp) -> Optional[Dict[str, Any]]:
+    """The console's answer to an ingest POST, or None when a 2xx body is not one.
+
+    Only this answer acknowledges lines: a 2xx from something else at the URL (a
+    proxy's or portal's page, another service) must not let the sender drop them.
+    """
+    try:
+        answer = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or type(answer.get("accepted")) is not int:
+        return None
+    if not isinstance(answer.get("rejected", []), list):
+        return None
+    return answer

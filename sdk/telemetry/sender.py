@@ -8,10 +8,10 @@ import time
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import __version__
-from .delivery import as_text, backoff_delay, parse_retry_after, response_detail
+from .delivery import as_text, backoff_delay, ingest_answer, parse_retry_after, response_detail
 from .spool import (
     LOCK_NAME,
     apply_retention,
@@ -302,7 +302,12 @@ class Sender:
             return self._failed(f"console unreachable: {type(exc).__name__}: {exc}", 0.0)
         status = resp.status_code
         if 200 <= status < 300:
-            self._accept(good, resp)
+            answer = ingest_answer(resp)
+            if answer is None:
+                body = (resp.text or "")[:200]
+                message = f"HTTP {status} but not the console's ingest answer (is the URL right?): {body}"
+                return self._failed(message, 0.0)  # the lines stay spooled, unacknowledged
+            self._accept(good, answer, status)
             return SENT
         detail = response_detail(resp)
         if status in (400, 413, 422):
@@ -315,13 +320,7 @@ class Sender:
             f"HTTP {status} from ingest: {detail}", parse_retry_after(resp.headers.get("Retry-After"))
         )
 
-    def _accept(self, good: List[bytes], resp) -> None:
-        try:
-            answer = resp.json()
-        except ValueError:
-            answer = {}
-        if not isinstance(answer, dict):
-            answer = {}
+    def _accept(self, good: List[bytes], answer: Dict[str, Any], status: int) -> None:
         rejected = answer.get("rejected") or []
         for item in rejected:
             try:
@@ -329,8 +328,8 @@ class Sender:
                 line = good[index]
             except (AttributeError, TypeError, ValueError, IndexError):
                 continue
-            self._reject(line, as_text(item.get("detail")), resp.status_code)
-        self.delivered += int(answer.get("accepted", len(good) - len(rejected)) or 0)
+            self._reject(line, as_text(item.get("detail")), status)
+        self.delivered += answer["accepted"]
         self.duplicates += int(answer.get("duplicates", 0) or 0)
         self.batches += 1
         self._failures = 0

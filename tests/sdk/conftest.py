@@ -79,9 +79,11 @@ class FakeIngest:
                                      "rejected": rejected})
 
             def _send(self, status, headers, answer):
-                data = json.dumps(answer).encode()
+                # bytes: a page as something other than the console would answer (HTML).
+                raw = isinstance(answer, bytes)
+                data = answer if raw else json.dumps(answer).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in headers.items():
                     self.send_header(key, value)

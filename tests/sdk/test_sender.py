@@ -72,6 +72,21 @@ def test_server_errors_and_429_are_retried_with_backoff_honouring_retry_after(fa
     assert client.status()["last_error"].startswith("HTTP 429")
 
 
+def test_a_2xx_that_is_not_the_consoles_answer_acknowledges_nothing(fake_ingest, client_for):
+    # Something else at the URL (a proxy's sign-in page, another service) answers 200.
+    fake_ingest.script = [(200, {}, b"<html><body>Sign in to the network</body></html>"),
+                          (200, {}, {"status": "ok"})]
+    client = client_for(fake_ingest)
+    client.end_run(client.start_run("a", "j"))
+    assert client.flush(timeout=30) == 0
+    bodies = [body for _, body in fake_ingest.requests]
+    assert len(bodies) == 3 and bodies[0] == bodies[1] == bodies[2]  # the same lines, until the console took them
+    assert len(fake_ingest.kinds("run_ended")) == 1
+    status = client.status()
+    assert status["rejected"] == 0
+    assert "not the console's ingest answer" in status["last_error"]
+
+
 def test_per_record_rejections_are_dead_lettered_and_not_retried(fake_ingest, client_for, sdk_env):
     fake_ingest.reject_if = lambda line: "bad payload" if line["kind"] == "event" else None
     client = client_for(fake_ingest)
