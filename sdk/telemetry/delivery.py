@@ -58,3 +58,16 @@ def ingest_answer(resp) -> Optional[Dict[str, Any]]:
     if not isinstance(answer.get("rejected", []), list):
         return None
     return answer
+
+
+def is_console_error(resp) -> bool:
+    """True when an error answer has the console's shape, a JSON object with a `detail`.
+
+    Only then does a 400 or 422 judge the records; the same status in another
+    server's page says nothing about them, and dead-lettering would lose them.
+    """
+    try:
+        answer = resp.json()
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and "detail" in answer

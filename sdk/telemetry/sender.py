@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import __version__
-from .delivery import as_text, backoff_delay, ingest_answer, parse_retry_after, response_detail
+from .delivery import (
+    as_text,
+    backoff_delay,
+    ingest_answer,
+    is_console_error,
+    parse_retry_after,
+    response_detail,
+)
 from .spool import (
     LOCK_NAME,
     apply_retention,
@@ -310,7 +317,8 @@ class Sender:
             self._accept(good, answer, status)
             return SENT
         detail = response_detail(resp)
-        if status in (400, 413, 422):
+        # 413 from anything (a proxy's body limit too) is answered by smaller batches.
+        if status == 413 or (status in (400, 422) and is_console_error(resp)):
             if len(good) > 1:  # find the culprit by halving the batch
                 self._limit = max(1, len(good) // 2)
                 return RETRY_NOW

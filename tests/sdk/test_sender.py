@@ -87,6 +87,17 @@ def test_a_2xx_that_is_not_the_consoles_answer_acknowledges_nothing(fake_ingest,
     assert "not the console's ingest answer" in status["last_error"]
 
 
+def test_a_400_page_from_something_else_is_retried_not_dead_lettered(fake_ingest, client_for):
+    fake_ingest.script = [(400, {}, b"<html><body>Bad Request</body></html>")] * 2
+    client = client_for(fake_ingest)
+    client.end_run(client.start_run("a", "j"))
+    assert client.flush(timeout=30) == 0
+    bodies = [body for _, body in fake_ingest.requests]
+    assert len(bodies) == 3 and bodies[0] == bodies[1] == bodies[2]  # the whole batch again, not halved
+    assert len(fake_ingest.kinds("run_ended")) == 1
+    assert client.status()["rejected"] == 0  # nothing dead-lettered
+
+
 def test_per_record_rejections_are_dead_lettered_and_not_retried(fake_ingest, client_for, sdk_env):
     fake_ingest.reject_if = lambda line: "bad payload" if line["kind"] == "event" else None
     client = client_for(fake_ingest)
