@@ -80,10 +80,7 @@ class ConsoleThreadWorker(ThreadWorker):
 
 def _buffered(conn) -> bool:
     """True when the parser holds bytes read past the last request (a pipelined request)."""
-    parser = conn.parser
-    if parser is None:
-        return False
-    buffer = parser.unreader.buf
+    buffer = conn.parser.unreader.buf  # the parser exists: gthread made it before handing over
     buffer.seek(0, os.SEEK_END)  # where gunicorn's Unreader appends and reads from
     return buffer.tell() > 0
 
@@ -98,13 +95,12 @@ def _drop_when_silent(conn, seconds: int) -> None:
     unreader = conn.parser.unreader
     if "chunk" in vars(unreader):  # this connection is bounded already
         return
-    sock = unreader.sock
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
-    size = unreader.mxchunk
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
+    receive = unreader.chunk  # gunicorn's own read: one recv of the socket
 
     def chunk() -> bytes:
         try:
-            return sock.recv(size)
+            return receive()
         except BlockingIOError:  # SO_RCVTIMEO ran out
             log.info("dropped a client that sent nothing for %d s in the middle of a request", seconds)
             return b""

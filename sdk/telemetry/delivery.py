@@ -28,12 +28,27 @@ def backoff_delay(failures: int, cap: float = 60.0) -> float:
     return min(cap, base * random.uniform(0.8, 1.2))
 
 
-def response_detail(resp) -> str:
-    """The `detail` of a console error answer, as text (or the start of a body that is not JSON)."""
+def json_object(resp) -> Optional[Dict[str, Any]]:
+    """The answer's body as a JSON object, or None (not JSON, or not an object)."""
     try:
-        return as_text(resp.json().get("detail"))
-    except Exception:
-        return (resp.text or "")[:500]
+        answer = resp.json()
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def console_error(answer: Optional[Dict[str, Any]]) -> bool:
+    """True when an error answer (`json_object`) has the console's shape: a `detail`.
+
+    Only then does a 400 or 422 judge the records; the same status in another
+    server's page says nothing about them, and dead-lettering would lose them.
+    """
+    return answer is not None and "detail" in answer
+
+
+def response_detail(answer: Optional[Dict[str, Any]], resp) -> str:
+    """The `detail` of an error answer as text, or the start of a body that is not the console's."""
+    return as_text(answer["detail"]) if console_error(answer) else (resp.text or "")[:500]
 
 
 def as_text(detail) -> str:
@@ -43,31 +58,15 @@ def as_text(detail) -> str:
     return json.dumps(detail, default=str)[:2000]
 
 
-def ingest_answer(resp) -> Optional[Dict[str, Any]]:
-    """The console's answer to an ingest POST, or None when a 2xx body is not one.
+def is_ingest_answer(answer: Optional[Dict[str, Any]]) -> bool:
+    """True when `answer` (`json_object` of a 2xx) is the console's ingest answer.
 
     Only this answer acknowledges lines: a 2xx from something else at the URL (a
     proxy's or portal's page, another service) must not let the sender drop them.
     """
-    try:
-        answer = resp.json()
-    except ValueError:
-        return None
-    if not isinstance(answer, dict) or type(answer.get("accepted")) is not int:
-        return None
-    if not isinstance(answer.get("rejected", []), list):
-        return None
-    return answer
-
-
-def is_console_error(resp) -> bool:
-    """True when an error answer has the console's shape, a JSON object with a `detail`.
-
-    Only then does a 400 or 422 judge the records; the same status in another
-    server's page says nothing about them, and dead-lettering would lose them.
-    """
-    try:
-        answer = resp.json()
-    except ValueError:
-        return False
-    return isinstance(answer, dict) and "detail" in answer
+    return (
+        answer is not None
+        and type(answer.get("accepted")) is int
+        and type(answer.get("duplicates", 0)) is int
+        and isinstance(answer.get("rejected", []), list)
+    )

@@ -14,8 +14,9 @@ from . import __version__
 from .delivery import (
     as_text,
     backoff_delay,
-    ingest_answer,
-    is_console_error,
+    console_error,
+    is_ingest_answer,
+    json_object,
     parse_retry_after,
     response_detail,
 )
@@ -308,17 +309,17 @@ class Sender:
         except Exception as exc:
             return self._failed(f"console unreachable: {type(exc).__name__}: {exc}", 0.0)
         status = resp.status_code
+        answer = json_object(resp)  # parsed once, for whichever branch reads it
         if 200 <= status < 300:
-            answer = ingest_answer(resp)
-            if answer is None:
+            if not is_ingest_answer(answer):
                 body = (resp.text or "")[:200]
                 message = f"HTTP {status} but not the console's ingest answer (is the URL right?): {body}"
                 return self._failed(message, 0.0)  # the lines stay spooled, unacknowledged
             self._accept(good, answer, status)
             return SENT
-        detail = response_detail(resp)
+        detail = response_detail(answer, resp)
         # 413 from anything (a proxy's body limit too) is answered by smaller batches.
-        if status == 413 or (status in (400, 422) and is_console_error(resp)):
+        if status == 413 or (status in (400, 422) and console_error(answer)):
             if len(good) > 1:  # find the culprit by halving the batch
                 self._limit = max(1, len(good) // 2)
                 return RETRY_NOW
@@ -338,7 +339,7 @@ class Sender:
                 continue
             self._reject(line, as_text(item.get("detail")), status)
         self.delivered += answer["accepted"]
-        self.duplicates += int(answer.get("duplicates", 0) or 0)
+        self.duplicates += answer.get("duplicates", 0)
         self.batches += 1
         self._failures = 0
         self._backoff_until = 0.0

@@ -41,6 +41,24 @@ def _run_body(event_id: str, agent_name: str = "w") -> bytes:
                        "start_time": "2026-01-01T00:00:00Z"}).encode()
 
 
+def _stored_event_ids(port: int, agent_name: str) -> list[str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", f"/api/v1/runs?agent_name={agent_name}&limit=100")
+    return sorted(run["event_id"] for run in json.loads(conn.getresponse().read()))
+
+
+def _request_head(body: bytes) -> bytes:
+    return (f"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+
+
+def _read_until_closed(sock) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
 def _post_run(conn: http.client.HTTPConnection, event_id: str) -> int:
     conn.request("POST", "/api/v1/runs", body=_run_body(event_id), headers={"Content-Type": "application/json"})
     response = conn.getresponse()
@@ -57,9 +75,7 @@ def test_one_keepalive_connection_is_served_request_after_request_and_after_a_pa
     statuses += [_post_run(conn, event_id) for event_id in ids[20:]]
     assert statuses == [201] * 30
     assert conn.sock is socket_before  # one keep-alive connection throughout
-    conn.request("GET", "/api/v1/runs?agent_name=w&limit=100")
-    stored = json.loads(conn.getresponse().read())
-    assert sorted(run["event_id"] for run in stored) == sorted(ids)
+    assert _stored_event_ids(one_thread_console.port, "w") == sorted(ids)
 
 
 def test_a_busy_keepalive_connection_does_not_starve_another_with_one_thread(one_thread_console):
@@ -117,23 +133,12 @@ def test_pipelined_requests_sent_together_are_all_answered(one_thread_console, p
     # HTTP/1.1 lets a client send its next requests before the answers: the later ones
     # then wait in the server's read buffer, and no socket readiness announces them.
     ids = [str(uuid.uuid4()) for _ in range(pipelined)]
-    requests = b""
-    for event_id in ids:
-        body = _run_body(event_id, agent_name="p")
-        requests += (f"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    requests = b"".join(_request_head(body) + body for body in (_run_body(i, agent_name="p") for i in ids))
     with socket.create_connection(("127.0.0.1", one_thread_console.port), timeout=10) as sock:
         sock.sendall(requests)
         # Well inside the 5 s keep-alive timeout, after which the connection would close.
         assert _read_responses(sock, pipelined, deadline_seconds=3) == [201] * pipelined
-    conn = http.client.HTTPConnection("127.0.0.1", one_thread_console.port, timeout=10)
-    conn.request("GET", "/api/v1/runs?agent_name=p&limit=100")
-    assert sorted(run["event_id"] for run in json.loads(conn.getresponse().read())) == sorted(ids)
-
-
-def _request_head(body: bytes) -> bytes:
-    return (f"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    assert _stored_event_ids(one_thread_console.port, "p") == sorted(ids)
 
 
 @pytest.mark.parametrize("sent", ["half the head", "the head and half the body"])
@@ -149,16 +154,12 @@ def test_a_client_silent_in_the_middle_of_a_request_is_dropped_and_frees_the_thr
         response.read()
         assert response.status == 200
         stalled.settimeout(10)
-        received = b""
-        while chunk := stalled.recv(65536):  # until the server closes the connection
-            received += chunk
+        received = _read_until_closed(stalled)
     if sent == "half the head":
         assert received == b""
     else:  # the body read short: answered as a bad body, then closed
         assert received.startswith(b"HTTP/1.1 400 ")
-    check = http.client.HTTPConnection("127.0.0.1", impatient_console.port, timeout=10)
-    check.request("GET", "/api/v1/runs?agent_name=silent")
-    assert json.loads(check.getresponse().read()) == []  # nothing of the half request was stored
+    assert _stored_event_ids(impatient_console.port, "silent") == []  # nothing of the half request was stored
 
 
 def test_a_slow_client_that_keeps_sending_is_served(impatient_console):
@@ -175,9 +176,7 @@ def _raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
     """Send `request`, read until the server closes; (head, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        received = _read_until_closed(sock)
     head, _, body = received.partition(b"\r\n\r\n")
     return head, body
 

@@ -98,6 +98,16 @@ def test_a_400_page_from_something_else_is_retried_not_dead_lettered(fake_ingest
     assert client.status()["rejected"] == 0  # nothing dead-lettered
 
 
+def test_a_413_page_from_a_proxy_halves_the_batch(fake_ingest, client_for):
+    fake_ingest.script = [(413, {}, b"<html><body>413 Request Entity Too Large</body></html>")]
+    client = client_for(fake_ingest)
+    client.end_run(client.start_run("a", "j"))
+    assert client.flush(timeout=30) == 0
+    assert [len(json.loads(body)) for _, body in fake_ingest.requests] == [2, 1, 1]
+    assert len(fake_ingest.kinds("run_ended")) == 1
+    assert client.status()["rejected"] == 0
+
+
 def test_per_record_rejections_are_dead_lettered_and_not_retried(fake_ingest, client_for, sdk_env):
     fake_ingest.reject_if = lambda line: "bad payload" if line["kind"] == "event" else None
     client = client_for(fake_ingest)
