@@ -1,5 +1,5 @@
 """gunicorn entry point: `gunicorn wsgi:app` (use `python -m console serve`)."""
 
-from console import create_app
+from console.app import create_app
 
 app = create_app()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from console.db import make_plain_engine
-from console.models import metadata
-from console.settings import load_settings
+from console.core.settings import load_settings
+from console.store.db import make_plain_engine
+from console.store.models import metadata
 
 config = context.config
 target_metadata = metadata

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from console import create_app, migrate
-from console.settings import load_settings
+from console.app import create_app
+from console.core.settings import load_settings
+from console.store import migrate
 from tests.helpers import ConsoleProcess, free_port
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -123,7 +124,7 @@ def db(app):
 def slow_idle_catch_up(monkeypatch):
     """SQLite: keep single POSTs uncounted (above the insert watermark) until something
     else catches them up, instead of the group commit's writer when it goes idle."""
-    from console import group_commit
+    from console.domain import group_commit
 
     monkeypatch.setattr(group_commit, "CATCH_UP_IDLE_SECONDS", 60.0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import errors
+from console.http import errors
 
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 root_bp = Blueprint("api_root", __name__)
@@ -12,7 +12,7 @@ root_bp = Blueprint("api_root", __name__)
 
 def init_app(app: Flask) -> None:
     # Importing the route modules registers their views on the blueprints.
-    from . import events, health, ingest, metadata, metrics, runs, stale, stats  # noqa: F401
+    from console.api import events, health, ingest, metadata, metrics, runs, stale, stats  # noqa: F401
 
     errors.init_app(app)
     app.register_blueprint(api_bp)

@@ -9,13 +9,13 @@ from urllib.parse import urlencode
 from flask import current_app, request
 from pydantic import BaseModel, Field, RootModel
 
-from .. import get_db
-from ..events import BadCursor, RunNotFound, add_events, list_events, record_heartbeat
-from ..timeutil import format_utc
-from ..validation import Identifier, JSONValue, Timestamp
-from . import api_bp
-from .errors import ApiError
-from .spec import OPERATIONS, not_found, parse_body, route
+from console.api import api_bp
+from console.api.spec import OPERATIONS, not_found, parse_body, route
+from console.core.timeutil import format_utc
+from console.domain.events import BadCursor, RunNotFound, add_events, list_events, record_heartbeat
+from console.domain.validation import Identifier, JSONValue, Timestamp
+from console.http.context import get_db
+from console.http.errors import ApiError
 
 
 class EventsQuery(BaseModel):

@@ -8,10 +8,11 @@ from flask import current_app, send_from_directory
 from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
-from .. import __version__, storage_facts
-from . import root_bp
-from .openapi import build_document
-from .spec import route
+from console import __version__
+from console.api import root_bp
+from console.api.openapi import build_document
+from console.api.spec import route
+from console.http.context import storage_facts
 
 API_VERSION = "3.0.0"
 

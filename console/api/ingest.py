@@ -7,12 +7,12 @@ from typing import Annotated, Any, Optional, Union
 from flask import current_app
 from pydantic import BaseModel, RootModel, WithJsonSchema
 
-from .. import get_db
-from ..ingest import SpoolLine, ingest, parse_lines, prepare
-from ..writelock import queued_write
-from . import api_bp
-from .errors import ApiError
-from .spec import route
+from console.api import api_bp
+from console.api.spec import route
+from console.domain.ingest import SpoolLine, ingest, parse_lines, prepare
+from console.http.context import get_db
+from console.http.errors import ApiError
+from console.store.writelock import queued_write
 
 
 class IngestBody(

@@ -16,11 +16,11 @@ from typing import Any, Optional
 from flask import current_app
 from pydantic import BaseModel
 
-from .. import runs
-from ..db import Database
-from ..errors_domain import NotFound
-from . import api_bp
-from .spec import route
+from console.api import api_bp
+from console.api.spec import route
+from console.domain import runs
+from console.domain.errors import NotFound
+from console.store.db import Database
 
 CACHE_SECONDS = 5.0
 

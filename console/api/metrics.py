@@ -7,10 +7,11 @@ from typing import Any, Optional
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
-from .. import get_db, reconcile
-from ..prometheus import OPENMETRICS, PROMETHEUS_TEXT, exposition, usage
-from . import root_bp
-from .spec import route
+from console.api import root_bp
+from console.api.prometheus import OPENMETRICS, PROMETHEUS_TEXT, exposition, usage
+from console.api.spec import route
+from console.http.context import get_db
+from console.store import reconcile
 
 
 class Performance(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from .spec import COMMON_ERRORS, OPERATIONS
+from console.api.spec import COMMON_ERRORS, OPERATIONS
 
 REF = "#/components/schemas/{model}"
 

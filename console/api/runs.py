@@ -17,14 +17,15 @@ from pydantic import (
     model_validator,
 )
 
-from .. import auth, group_commit, runs
-from ..errors_domain import DomainError
-from ..records import run_to_dict
-from ..validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
-from ..writelock import queued_write
-from . import api_bp
-from .errors import ApiError, error_response
-from .spec import route
+from console.api import api_bp
+from console.api.spec import route
+from console.domain import group_commit, runs
+from console.domain.errors import DomainError
+from console.domain.records import run_to_dict
+from console.domain.validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
+from console.http import auth
+from console.http.errors import ApiError, error_response
+from console.store.writelock import queued_write
 
 # ---------------------------------------------------------------- models
 

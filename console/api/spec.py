@@ -15,8 +15,8 @@ from typing import Any, Optional
 from flask import Blueprint, abort, request
 from pydantic import BaseModel, ValidationError
 
-from ..validation import BodyError, error_details, parse_json_body
-from .errors import ApiError
+from console.domain.validation import BodyError, error_details, parse_json_body
+from console.http.errors import ApiError
 
 
 @dataclass

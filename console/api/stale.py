@@ -7,13 +7,13 @@ from typing import Any, Optional
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .. import get_db
-from ..records import run_to_dict
-from ..stale import list_stale, mark_stale_runs_failed, silent_seconds
-from ..timeutil import utcnow
-from ..validation import Identifier, Text
-from . import api_bp
-from .spec import route
+from console.api import api_bp
+from console.api.spec import route
+from console.core.timeutil import utcnow
+from console.domain.records import run_to_dict
+from console.domain.stale import list_stale, mark_stale_runs_failed, silent_seconds
+from console.domain.validation import Identifier, Text
+from console.http.context import get_db
 
 
 class StaleQuery(BaseModel):

@@ -7,12 +7,13 @@ from typing import Any, Literal, Optional
 from flask import current_app
 from pydantic import BaseModel, Field
 
-from .. import get_db, reconcile
-from ..stats import run_stats
-from ..timeutil import parse_timestamp
-from . import api_bp
-from .errors import ApiError
-from .spec import route
+from console.api import api_bp
+from console.api.spec import route
+from console.core.timeutil import parse_timestamp
+from console.domain.stats import run_stats
+from console.http.context import get_db
+from console.http.errors import ApiError
+from console.store import reconcile
 
 
 class StatsQuery(BaseModel):

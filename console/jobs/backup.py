@@ -23,11 +23,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..db import Database
-from ..locks import try_exclusive
-from ..settings import Settings
-from ..timeutil import utcnow
-from .serving import serving_lock_path
+from console.core.locks import try_exclusive
+from console.core.settings import Settings
+from console.core.timeutil import utcnow
+from console.jobs.serving import serving_lock_path
+from console.store.db import Database
 
 PATTERNS = ("telemetry-*.sqlite", "telemetry-*.sqlite.gz", "telemetry-*.dump")
 

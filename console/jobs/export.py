@@ -30,13 +30,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import Database
-from ..models import agent_runs
-from ..records import run_to_dict
-from ..settings import Settings
-from ..timeutil import format_utc, utcnow
-from . import history
-from .tables import export_destinations, export_state
+from console.core.settings import Settings
+from console.core.timeutil import format_utc, utcnow
+from console.domain.records import run_to_dict
+from console.jobs import history
+from console.jobs.tables import export_destinations, export_state
+from console.store.db import Database
+from console.store.models import agent_runs
 
 log = logging.getLogger("console.jobs.export")
 
@@ -309,7 +309,7 @@ def _body(dest: Destination, run: dict[str, Any]) -> bytes:
 
 
 def _headers(dest: Destination, run: dict[str, Any], body: bytes) -> dict[str, str]:
-    from .. import __version__
+    from console import __version__
 
     delivery = f"{run['event_id']}:{dest.key}"
     headers = {"Content-Type": "application/json", "User-Agent": f"local-telemetry/{__version__}",

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..timeutil import utcnow
-from .tables import job_runs, job_state
+from console.core.timeutil import utcnow
+from console.jobs.tables import job_runs, job_state
 
 
 def runner_name() -> str:

@@ -14,8 +14,8 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from ..locks import try_exclusive
-from ..settings import Settings
+from console.core.locks import try_exclusive
+from console.core.settings import Settings
 
 log = logging.getLogger("console.jobs.leader")
 

@@ -2,7 +2,7 @@
 
 Each batch is its own write transaction of at most `batch_size` runs, with a pause
 between batches, so that ingest never waits long for the lock. Rollups stay true
-(console.rollups is told of every deleted row), and one audit_log entry says what
+(console.store.rollups is told of every deleted row), and one audit_log entry says what
 was deleted. SQLite space: freed pages go to the freelist and are reused; with
 auto_vacuum=INCREMENTAL they are handed back to the OS, and with
 TELEMETRY_RETENTION_VACUUM=true a full VACUUM follows (schedule it off-hours).
@@ -19,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .. import rollups
-from ..db import Database
-from ..models import agent_runs, audit_log, commits, run_events
-from ..settings import Settings
-from ..timeutil import format_utc, utcnow
-from .tables import export_state
+from console.core.settings import Settings
+from console.core.timeutil import format_utc, utcnow
+from console.jobs.tables import export_state
+from console.store import rollups
+from console.store.db import Database
+from console.store.models import agent_runs, audit_log, commits, run_events
 
 log = logging.getLogger("console.jobs.retention")
 

@@ -24,11 +24,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..db import Database, make_engine
-from ..settings import Settings, load_settings
-from ..timeutil import utcnow
-from . import history
-from .leader import LeaderLock
+from console.core.settings import Settings, load_settings
+from console.core.timeutil import utcnow
+from console.jobs import history
+from console.jobs.leader import LeaderLock
+from console.store.db import Database, make_engine
 
 log = logging.getLogger("console.jobs.scheduler")
 
@@ -38,8 +38,8 @@ JobFunction = Callable[[Database, Settings], dict[str, Any]]
 
 
 def job_functions() -> dict[str, JobFunction]:
-    from .. import reconcile
-    from . import backup, export, retention, stale
+    from console.jobs import backup, export, retention, stale
+    from console.store import reconcile
 
     return {
         "backup": backup.scheduled_backup,
@@ -52,7 +52,7 @@ def job_functions() -> dict[str, JobFunction]:
 
 def configured_jobs(settings: Settings) -> dict[str, str]:
     """The jobs that are switched on, with their schedules (seconds or cron)."""
-    from .export import destinations
+    from console.jobs.export import destinations
 
     # Reconciling rollups after other tools' direct writes matters on SQLite only.
     jobs = {"backup": settings.backup_schedule}

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
-from ..settings import Settings
+from console.core.settings import Settings
 
 log = logging.getLogger("console.jobs.serving")
 _held: list[IO[str]] = []

@@ -1,6 +1,6 @@
 """The stale sweep (off by default): runs silent longer than TELEMETRY_STALE_SWEEP_MINUTES
 are marked `failure` by the same domain function as the stale page
-(console.stale.mark_stale_runs_failed), with actor "sweep", so that late news follows
+(console.domain.stale.mark_stale_runs_failed), with actor "sweep", so that late news follows
 the stale-verdict rules (a later heartbeat or event reopens a sweep's verdict).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..db import Database
-from ..settings import Settings
-from ..stale import mark_stale_runs_failed
+from console.core.settings import Settings
+from console.domain.stale import mark_stale_runs_failed
+from console.store.db import Database
 
 
 def scheduled_sweep(db: Database, settings: Settings) -> dict[str, Any]:

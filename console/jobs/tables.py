@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Column, ForeignKey, Integer, Table, Text, UniqueConstraint
 
-from ..models import metadata
-from ..types import UTCDateTime
+from console.store.models import metadata
+from console.store.types import UTCDateTime
 
 job_runs = Table(
     "job_runs",

@@ -1,7 +1,7 @@
 """The console's HTML pages and htmx partials (blueprint `web`).
 
-Views are thin: they read the request, call the domain (console.runs, console.stale,
-console.stats, ...) and hand plain data to templates; templates never query.
+Views are thin: they read the request, call the domain (console.domain.runs, console.domain.stale,
+console.domain.stats, ...) and hand plain data to templates; templates never query.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import js_lib_htmx
 from flask import Blueprint, Flask, make_response, redirect, request, send_from_directory, url_for
 from flask_htmx import HTMX
 
-from .. import web_auth
-from ..db import DatabaseUnavailable
-from ..errors_domain import NotFound
-from . import formatting
-from .render import page, wants_partial
+from console.domain.errors import NotFound
+from console.store.db import DatabaseUnavailable
+from console.web import auth as web_auth
+from console.web import formatting
+from console.web.render import page, wants_partial
 
 web_bp = Blueprint("web", __name__)
 
@@ -90,7 +90,7 @@ def on_unavailable(exc: DatabaseUnavailable):
 
 def init_app(app: Flask) -> None:
     """Register the pages, their filters and the login/CSRF plumbing."""
-    from . import agents, auth_views, jobs, run_detail, runs, stale  # noqa: F401  (register views)
+    from console.web import agents, auth_views, jobs, run_detail, runs, stale  # noqa: F401  (register views)
 
     HTMX(app)
     formatting.register(app)

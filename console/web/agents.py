@@ -1,4 +1,4 @@
-"""Agents overview (from the rollups, via console.stats)."""
+"""Agents overview (from the rollups, via console.domain.stats)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from datetime import timedelta
 
 from flask import current_app
 
-from .. import reconcile, runs, stats
-from ..records import run_to_dict
-from ..timeutil import utcnow
-from ..validation import STATUSES
-from . import web_bp
-from .charts import daily_chart
-from .render import page
+from console.core.timeutil import utcnow
+from console.domain import runs, stats
+from console.domain.records import run_to_dict
+from console.domain.validation import STATUSES
+from console.store import reconcile
+from console.web import web_bp
+from console.web.charts import daily_chart
+from console.web.render import page
 
 CHART_DAYS = 30
 

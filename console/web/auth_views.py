@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import redirect, request, url_for
 
-from .. import web_auth
-from . import web_bp
-from .render import page
+from console.web import auth as web_auth
+from console.web import web_bp
+from console.web.render import page
 
 
 @web_bp.route("/login", methods=["GET", "POST"])

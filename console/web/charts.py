@@ -13,8 +13,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ..validation import STATUSES
-from .formatting import as_datetime
+from console.domain.validation import STATUSES
+from console.web.formatting import as_datetime
 
 WIDTH = 600
 # Labels are in viewBox units; CSS sets their size.

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Optional
 
-from ..timeutil import format_utc, parse_timestamp
+from console.core.timeutil import format_utc, parse_timestamp
 
 STATUS_SYMBOLS = {
     "running": "◷",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, url_for
 
-from .. import web_auth
-from ..jobs import history
-from ..jobs.scheduler import ALL_JOBS, configured_jobs
-from . import web_bp
-from .render import render, wants_partial
+from console.jobs import history
+from console.jobs.scheduler import ALL_JOBS, configured_jobs
+from console.web import auth as web_auth
+from console.web import web_bp
+from console.web.render import render, wants_partial
 
 
 def _db():

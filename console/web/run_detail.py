@@ -5,16 +5,18 @@ from __future__ import annotations
 from flask import current_app, flash, redirect, request, url_for
 from pydantic import ValidationError
 
-from .. import events as run_events
-from .. import runs, stale, web_auth, web_queries
-from ..errors_domain import NotFound
-from ..jobs import export
-from ..records import INTERNAL_COLUMNS, run_to_dict
-from ..timeutil import utcnow
-from ..validation import COMMIT_SOURCES, CommitAssociation, RunUpdate
-from . import web_bp
-from .formatting import as_datetime
-from .render import page, render, wants_partial
+from console.core.timeutil import utcnow
+from console.domain import events as run_events
+from console.domain import runs, stale
+from console.domain.errors import NotFound
+from console.domain.records import INTERNAL_COLUMNS, run_to_dict
+from console.domain.validation import COMMIT_SOURCES, CommitAssociation, RunUpdate
+from console.jobs import export
+from console.web import auth as web_auth
+from console.web import queries as web_queries
+from console.web import web_bp
+from console.web.formatting import as_datetime
+from console.web.render import page, render, wants_partial
 
 EVENTS_SHOWN = 500
 MAX_REASON_CHARS = 2000

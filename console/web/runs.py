@@ -9,13 +9,15 @@ from urllib.parse import urlencode
 
 from flask import current_app, make_response, request
 
-from .. import reconcile, runs, stats, web_queries
-from ..errors_domain import Invalid
-from ..records import run_to_dict
-from ..timeutil import format_utc, utcnow
-from ..validation import STATUSES
-from . import web_bp
-from .render import render
+from console.core.timeutil import format_utc, utcnow
+from console.domain import runs, stats
+from console.domain.errors import Invalid
+from console.domain.records import run_to_dict
+from console.domain.validation import STATUSES
+from console.store import reconcile
+from console.web import queries as web_queries
+from console.web import web_bp
+from console.web.render import render
 
 PAGE_SIZE = 50
 # Time range presets, in hours; each range starts on a whole UTC hour (so the
@@ -69,7 +71,7 @@ class PageFilters:
 
 
 def rollup_counts(session, filters: runs.RunFilters, since) -> dict[str, int]:
-    """Runs per status from the rollups (console.stats) for an agent / status / whole-hour filter."""
+    """Runs per status from the rollups (console.domain.stats) for an agent / status / whole-hour filter."""
     if since is None:
         totals = stats.totals_by_agent(session)
         found = totals.get(filters.agent_name, {}) if filters.agent_name else stats.merge(totals.values())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, request, url_for
 
-from .. import stale, web_auth
-from ..records import run_to_dict
-from ..timeutil import utcnow
-from . import web_bp
-from .render import page, render
+from console.core.timeutil import utcnow
+from console.domain import stale
+from console.domain.records import run_to_dict
+from console.web import auth as web_auth
+from console.web import web_bp
+from console.web.render import page, render
 
 MAX_LISTED = 1000
 MAX_THRESHOLD_MINUTES = 60 * 24 * 365

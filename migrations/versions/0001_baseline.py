@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from console.timeutil import SQLITE_NOW, normalise_stored
+from console.core.timeutil import SQLITE_NOW, normalise_stored
 
 import json
 

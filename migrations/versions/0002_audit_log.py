@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from console.timeutil import SQLITE_NOW
+from console.core.timeutil import SQLITE_NOW
 
 revision = "0002"
 down_revision = "0001"

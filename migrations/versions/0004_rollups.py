@@ -1,7 +1,7 @@
 """Rollups: run counts and duration histograms per (agent, status, hour).
 
 `run_rollups` and `run_rollup_durations` are maintained on the write path
-(console/rollups.py). On SQLite, triggers count per hour every row change made
+(console/store/rollups.py). On SQLite, triggers count per hour every row change made
 to the rolled-up columns into `rollup_dirty`; the console subtracts its own
 changes, so a non-zero count marks an hour changed by another tool, which the
 background reconcile recomputes. Rows already stored (an adopted file) are rolled
@@ -134,7 +134,7 @@ def upgrade() -> None:
     _fill_from_existing_runs(sqlite)
 
 
-# The log-scale duration buckets of console/rollups.py, frozen here as of this
+# The log-scale duration buckets of console/store/rollups.py, frozen here as of this
 # revision: bucket 0 holds 0 ms, bucket b >= 1 holds [g**(b-1), g**b) with g = 2**(1/4).
 _LOG_GAMMA = repr(math.log(2**0.25))
 _MAX_BUCKET = 200

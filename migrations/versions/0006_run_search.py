@@ -4,7 +4,7 @@ SQLite: an FTS5 table with the trigram tokenizer over agent_runs (external
 content, kept in sync by triggers; event_id is left out: a UUID's
 trigrams would double the cost of every insert, and its unique index already
 answers a prefix). PostgreSQL: a pg_trgm GIN index on the same
-text (when the pg_trgm extension is available). console/search.py builds the
+text (when the pg_trgm extension is available). console/store/search.py builds the
 filter that rides them.
 
 Revision ID: 0006
@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 COLUMNS = "run_id, error_summary"
-# Keep in step with console/search.py PG_SEARCH_TEXT.
+# Keep in step with console/store/search.py PG_SEARCH_TEXT.
 PG_SEARCH_TEXT = "(coalesce(run_id, '') || ' ' || coalesce(error_summary, ''))"
 
 

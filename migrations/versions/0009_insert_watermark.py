@@ -6,7 +6,7 @@ inserted row; the search trigger alone cost about 20 µs of every insert (an
 go, and `run_watermark.through_id` takes their place: every run with an id up to
 it is indexed in `runs_search` and accounted for in the rollups. The console
 indexes the rows it inserted with one statement before it commits and moves the
-watermark past them (console/watermark.py); rows above the watermark that the
+watermark past them (console/store/watermark.py); rows above the watermark that the
 console did not insert were written by another tool: their hours are marked dirty
 and they are indexed at the console's next write or reconcile. The update and
 delete triggers of the search index now touch only indexed rows.

@@ -191,8 +191,8 @@ def bench_console(label: str, env: dict[str, str], args, log: Path) -> list[tupl
 
 def baseline(template: Path, tmp: Path, args) -> list[tuple]:
     """Raw sqlite3 executemany into the same schema, DELETE/FULL."""
-    from console.records import run_values
-    from console.validation import RunCreate
+    from console.domain.records import run_values
+    from console.domain.validation import RunCreate
 
     out = []
     for kind, per_txn, count in (("batch", args.batch, args.batch_records), ("single", 1, min(args.single_runs, 2000))):
@@ -240,8 +240,8 @@ def main() -> int:
                         help="event_id: uuid7 as our SDK writes it, or random uuid4")
     args = parser.parse_args()
 
-    from console import migrate
-    from console.settings import load_settings
+    from console.core.settings import load_settings
+    from console.store import migrate
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     template = tmp / "template.sqlite"
@@ -292,8 +292,8 @@ def main() -> int:
 def fresh_pg_database(admin_url: str, name: str) -> str:
     import sqlalchemy as sa
 
-    from console import migrate
-    from console.settings import load_settings
+    from console.core.settings import load_settings
+    from console.store import migrate
 
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:

@@ -13,8 +13,8 @@ SQLite DELETE/FULL, each way on its own migrated file, the ways interleaved:
   in the same transaction (the group commit before the fifth session; batches
   still write this way);
 - `the console's group commit`: insert only, on a pooled driver connection
-  (console/group_commit.py), plus its share of the catch-up that later counts
-  and indexes the runs (console/watermark.py; measured separately and divided
+  (console/domain/group_commit.py), plus its share of the catch-up that later counts
+  and indexes the runs (console/store/watermark.py; measured separately and divided
   by the runs it caught up).
 
 For the raw way it also prints how many pages the group put in the rollback
@@ -52,13 +52,14 @@ def main() -> int:
     parser.add_argument("--sizes", default="4,8")
     args = parser.parse_args()
 
-    from console import migrate, runs, watermark
-    from console.db import Database
-    from console.records import run_values
-    from console.runstore import driver_rows
-    from console.settings import load_settings
-    from console.validation import RunCreate
-    from console.writelock import queued_write
+    from console.core.settings import load_settings
+    from console.domain import runs
+    from console.domain.records import run_values
+    from console.domain.validation import RunCreate
+    from console.store import migrate, watermark
+    from console.store.db import Database
+    from console.store.runstore import driver_rows
+    from console.store.writelock import queued_write
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-group-commit-"))
     template = tmp / "template.sqlite"

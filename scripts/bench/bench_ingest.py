@@ -123,8 +123,8 @@ def run_console(args, workers: int, scenario: str, workdir: Path) -> dict:
     }
     if args.database_url:
         env["TELEMETRY_DATABASE_URL"] = args.database_url
-        from console import migrate
-        from console.settings import load_settings
+        from console.core.settings import load_settings
+        from console.store import migrate
 
         migrate.upgrade(load_settings({"TELEMETRY_DATABASE_URL": args.database_url}))
         empty_postgres(
@@ -248,7 +248,7 @@ def raw_baseline(args, workdir: Path, template: Path, keep_triggers: bool, as_co
             conn.execute("INSERT INTO rollup_guard (id) VALUES (1)")
         conn.executemany(sql, rows[i : i + args.batch])
         if as_console:
-            # As console/watermark.py does: index the batch with one statement.
+            # As console/store/watermark.py does: index the batch with one statement.
             conn.execute(
                 "INSERT INTO runs_search (rowid, run_id, error_summary) SELECT id, run_id, error_summary "
                 "FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
@@ -300,8 +300,8 @@ def main() -> None:
         args.database_url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     try:
         if not args.no_baseline and not args.database_url:
-            from console import migrate
-            from console.settings import load_settings
+            from console.core.settings import load_settings
+            from console.store import migrate
 
             template = workdir / "template.sqlite"
             migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(template)}))

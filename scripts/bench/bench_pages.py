@@ -22,9 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from console import create_app, migrate, runs, stats  # noqa: E402
-from console.settings import load_settings  # noqa: E402
-from console.validation import RunCreate  # noqa: E402
+from console.app import create_app  # noqa: E402
+from console.core.settings import load_settings  # noqa: E402
+from console.domain import runs, stats  # noqa: E402
+from console.domain.validation import RunCreate  # noqa: E402
+from console.store import migrate  # noqa: E402
 
 AGENTS = [f"agent-{i:02d}" for i in range(20)]
 JOBS = ["crawl", "index", "review", "export", "load", "sync"]

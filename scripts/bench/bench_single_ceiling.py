@@ -12,9 +12,9 @@ spends per request and the server's context switches per request:
   commit (`--commit-ms`, a sleep). This is the ceiling of the server model with
   a free application.
 - the same with gunicorn's access log on (the console logs every request);
-- the same under the console's own worker (console/worker.py: gthread, but a
+- the same under the console's own worker (console/server/worker.py: gthread, but a
   thread keeps serving its keep-alive connection);
-- the same with the console's access logger (console/access_log.py);
+- the same with the console's access logger (console/server/access_log.py);
 - the console itself (`python -m console serve`, 1 worker, SQLite DELETE/FULL).
 
 Then, in this process, the console's request path with the commit stubbed out
@@ -112,11 +112,11 @@ def measure(port: int, server_pid: int, path: str, count: int) -> tuple[float, f
     return count / wall, (cpu1 - cpu0) / count * 1e6, client_cpu / count * 1e6, (switches1 - switches0) / count
 
 
-WORKERS = {"gthread": "gthread", "console's worker": "console.worker.ConsoleThreadWorker"}
+WORKERS = {"gthread": "gthread", "console's worker": "console.server.worker.ConsoleThreadWorker"}
 
 
 def handoff_server(access_log: str, commit_ms: float, worker: str) -> tuple[subprocess.Popen, int]:
-    """`access_log`: "" (none), "gunicorn's" or "the console's" (console/access_log.py)."""
+    """`access_log`: "" (none), "gunicorn's" or "the console's" (console/server/access_log.py)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -137,7 +137,7 @@ def handoff_server(access_log: str, commit_ms: float, worker: str) -> tuple[subp
     if access_log:
         argv[3:3] = ["--access-logfile", os.devnull]
     if access_log == "the console's":
-        argv[3:3] = ["--logger-class", "console.access_log.TextAccessLogger"]
+        argv[3:3] = ["--logger-class", "console.server.access_log.TextAccessLogger"]
     env = {**os.environ, "CEILING_COMMIT_MS": str(commit_ms), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
@@ -151,8 +151,10 @@ def request_path_cpu(tmp: Path, pause: float, count: int = 2000) -> float:
     """CPU µs of one request through the console's app with the commit stubbed, `pause` s apart."""
     from werkzeug.test import EnvironBuilder
 
-    from console import create_app, group_commit, migrate
-    from console.settings import load_settings
+    from console.app import create_app
+    from console.core.settings import load_settings
+    from console.domain import group_commit
+    from console.store import migrate
 
     settings = load_settings(
         {
@@ -203,8 +205,8 @@ def main() -> int:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
 
-    from console import migrate
-    from console.settings import load_settings
+    from console.core.settings import load_settings
+    from console.store import migrate
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
     db = tmp / "console.sqlite"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from console import create_app
-from console.settings import load_settings
+from console.app import create_app
+from console.core.settings import load_settings
 
 _counter = itertools.count()
 

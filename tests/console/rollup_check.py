@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console import reconcile, rollup_tables, watermark
+from console.store import reconcile, rollup_tables, watermark
 
 
 def assert_rollups_match(db) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from console.auth import RateLimiter, token_matches
+from console.http.auth import RateLimiter, token_matches
 from tests.console.conftest import run_body
 
 TOKENS = "old-token,new-token"

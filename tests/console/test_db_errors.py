@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from console.db import DatabaseUnavailable
+from console.store.db import DatabaseUnavailable
 
 
 def _driver_error(db, name: str, message: str) -> Exception:
@@ -61,8 +61,8 @@ def test_reads_map_driver_level_trouble_too(db):
 
 @pytest.mark.parametrize("mmap_bytes", ["268435456", "0"])
 def test_sqlite_connections_read_through_the_configured_memory_map(tmp_path, mmap_bytes):
-    from console.db import Database
-    from console.settings import load_settings
+    from console.core.settings import load_settings
+    from console.store.db import Database
 
     db = Database(
         load_settings({"TELEMETRY_DB_PATH": str(tmp_path / "t.sqlite"), "TELEMETRY_DB_MMAP_BYTES": mmap_bytes})

@@ -104,8 +104,8 @@ def test_heartbeat_errors(client):
 
 
 def test_too_many_events_in_one_request_is_413(env):
-    from console import create_app
-    from console.settings import load_settings
+    from console.app import create_app
+    from console.core.settings import load_settings
 
     app = create_app(load_settings({**env, "TELEMETRY_MAX_BATCH_ITEMS": "2"}), {"TESTING": True})
     try:

@@ -31,8 +31,8 @@ def test_every_response_carries_a_request_id(client):
 
 
 def test_health_is_503_with_retry_after_when_the_database_is_unreachable(tmp_path):
-    from console import create_app
-    from console.settings import load_settings
+    from console.app import create_app
+    from console.core.settings import load_settings
 
     # A port nothing listens on: the database cannot be reached.
     settings = load_settings({"TELEMETRY_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.links import commit_url, repo_url
+from console.domain.links import commit_url, repo_url
 
 
 @pytest.mark.parametrize(("repo", "expected"), [

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from console.timeutil import format_utc, utcnow
+from console.core.timeutil import format_utc, utcnow
 from tests.console.test_ingest import line
 
 
@@ -102,8 +102,8 @@ def test_job_metrics_read_job_runs(client, db):
 
 
 def test_metrics_stay_open_when_auth_is_on(env):
-    from console import create_app
-    from console.settings import load_settings
+    from console.app import create_app
+    from console.core.settings import load_settings
 
     app = create_app(
         load_settings(

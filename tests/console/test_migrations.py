@@ -9,8 +9,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from console import migrate
-from console.settings import load_settings
+from console.core.settings import load_settings
+from console.store import migrate
 from tests.console.legacy import build_legacy_file
 
 ROOT = Path(__file__).resolve().parents[2]

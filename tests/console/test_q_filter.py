@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from console import search
-from console.models import agent_runs
+from console.store import search
+from console.store.models import agent_runs
 from tests.console.test_ingest import line
 
 RUNS = [

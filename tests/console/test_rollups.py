@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from console import reconcile, rollups, stats
+from console.domain import stats
+from console.store import reconcile, rollups
 from tests.console.rollup_check import assert_rollups_match
 from tests.console.test_ingest import line
 from tests.helpers import ROOT
@@ -154,7 +155,7 @@ def test_rebuild_command_restores_wrecked_rollups(client, db, env):
 def test_the_check_command_counts_single_posts_not_counted_yet_first(client, db, env, backend, slow_idle_catch_up):
     import os
 
-    from console import watermark
+    from console.store import watermark
 
     body = {"event_id": "uncounted", "run_id": "u", "agent_name": "a", "job_type": "x",
             "start_time": "2026-01-12T10:00:00Z", "status": "success", "duration_ms": 5}
@@ -169,7 +170,7 @@ def test_the_check_command_counts_single_posts_not_counted_yet_first(client, db,
 
 
 def test_migration_downgrade_and_upgrade_keep_the_schema_usable(settings, client, db):
-    from console import migrate
+    from console.store import migrate
 
     client.post("/api/v1/ingest", json=[line("run_started", "2026-01-12T10:00:00Z")])
     client.post(
@@ -193,9 +194,9 @@ def test_migration_downgrade_and_upgrade_keep_the_schema_usable(settings, client
 
 
 def test_an_adopted_legacy_file_is_rolled_up_by_the_upgrade(tmp_path):
-    from console import migrate
-    from console.db import Database
-    from console.settings import load_settings
+    from console.core.settings import load_settings
+    from console.store import migrate
+    from console.store.db import Database
     from tests.console.legacy import build_legacy_file
 
     path = tmp_path / "legacy.sqlite"

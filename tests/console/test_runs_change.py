@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import insert, select
 
-from console.models import audit_log, run_events
-from console.timeutil import utcnow
+from console.core.timeutil import utcnow
+from console.store.models import audit_log, run_events
 from tests.console.conftest import post_run, run_body
 
 
@@ -122,7 +122,7 @@ def test_urls_of_unknown_run_are_404(client):
 
 
 def test_rollups_stay_true_through_every_run_write(client, db):
-    from console import reconcile
+    from console.store import reconcile
     from tests.console.rollup_check import assert_rollups_match
 
     one = post_run(client, status="success", duration_ms=1200, items_succeeded=3)

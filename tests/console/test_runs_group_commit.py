@@ -8,9 +8,10 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
-from console import group_commit, watermark
-from console.models import agent_runs
-from console.validation import RunCreate
+from console.domain import group_commit
+from console.domain.validation import RunCreate
+from console.store import watermark
+from console.store.models import agent_runs
 from tests.console.conftest import post_run, run_body
 from tests.console.rollup_check import assert_rollups_match
 
@@ -47,7 +48,7 @@ def test_a_request_that_arrives_and_leaves_does_not_hold_up_the_writer(app):
 
 
 def test_database_errors_reach_every_waiting_request(app, monkeypatch):
-    from console.db import DatabaseUnavailable
+    from console.store.db import DatabaseUnavailable
 
     def unavailable(work, **_kwargs):
         raise DatabaseUnavailable("the database is busy; retry shortly")
@@ -102,8 +103,8 @@ def test_the_writer_catches_up_when_idle_and_every_few_hundred_runs(client, db, 
 def test_changes_to_runs_not_counted_yet_keep_the_rollups_true(client, db, backend, slow_idle_catch_up):
     from datetime import timedelta
 
+    from console.core.timeutil import utcnow
     from console.jobs.retention import apply_retention
-    from console.timeutil import utcnow
 
     stale = post_run(client, agent_name="a1", start_time="2026-01-12T10:00:00Z")
     patched = post_run(client, agent_name="a2", start_time="2026-01-12T11:00:00Z")
@@ -129,7 +130,7 @@ def test_changes_to_runs_not_counted_yet_keep_the_rollups_true(client, db, backe
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_rebuild_counts_and_indexes_runs_not_caught_up_yet(client, db, backend, slow_idle_catch_up):
-    from console import reconcile
+    from console.store import reconcile
 
     post_run(client, run_id="before-rebuild", error_summary="needle before the rebuild")
     post_run(client, agent_name="rebuilt", status="failure", duration_ms=40)

@@ -58,7 +58,7 @@ def test_filters(client, three_runs, query, expected):
 
 
 def test_q_matches_a_prefix_of_event_id(client, three_runs):
-    # console/search.py: event_id is matched by prefix (its unique index), not inside.
+    # console/store/search.py: event_id is matched by prefix (its unique index), not inside.
     body = post_run(client, run_id="r4")
     assert ids(client.get(f"/api/v1/runs?q={body['event_id'][:13]}")) == ["r4"]
 

@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from console import create_app
-from console.settings import load_settings
-from console.validation import RESERVED_EVENT_IDS
+from console.app import create_app
+from console.core.settings import load_settings
+from console.domain.validation import RESERVED_EVENT_IDS
 from tests.helpers import ConsoleProcess, free_port
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]

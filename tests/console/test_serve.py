@@ -90,8 +90,8 @@ def test_concurrent_upgrades_of_one_database_never_race(env, backend, tmp_path):
 
     import sqlalchemy as sa
 
-    from console import migrate
-    from console.settings import load_settings
+    from console.core.settings import load_settings
+    from console.store import migrate
     from tests.conftest import empty_postgres
     from tests.helpers import ROOT
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from console.settings import SettingsError, default_base_dir, load_settings
+from console.core.settings import SettingsError, default_base_dir, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

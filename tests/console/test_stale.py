@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from console.stale import mark_stale_runs_failed
-from console.timeutil import format_utc, utcnow
+from console.core.timeutil import format_utc, utcnow
+from console.domain.stale import mark_stale_runs_failed
 from tests.console.test_ingest import line
 
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from console.validation import (
-    CommitAssociation,
-    RunCreate,
-    RunUpdate,
-    error_details,
-    normalise_status,
-)
+from console.domain.validation import CommitAssociation, RunCreate, RunUpdate, error_details, normalise_status
 
 BASE = {"event_id": "e", "run_id": "r", "agent_name": "a", "job_type": "j", "start_time": "2026-01-12T10:30:00Z"}
 
@@ -66,7 +60,7 @@ def test_times_that_cannot_be_stored_in_the_fixed_form_are_refused(moment):
     "2026-01-12T10:30:00+0530", "2026-01-12 10:30:00Z", " 2026-01-12T10:30:00z ",
 ])
 def test_a_zoned_timestamp_in_any_iso_form_is_the_same_utc_instant(text):
-    from console.timeutil import parse_timestamp
+    from console.core.timeutil import parse_timestamp
 
     parsed = RunCreate.model_validate({**BASE, "start_time": text}).start_time
     assert parsed == parse_timestamp(text) and parsed.utcoffset().total_seconds() == 0

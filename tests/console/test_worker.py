@@ -1,4 +1,4 @@
-"""The console's gunicorn worker (console/worker.py) under real `serve`: a thread that
+"""The console's gunicorn worker (console/server/worker.py) under real `serve`: a thread that
 keeps serving its keep-alive connection must neither lose requests nor starve others."""
 
 import http.client

@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from console.locks import file_lock
-from console.writelock import queued_write
+from console.core.locks import file_lock
+from console.store.writelock import queued_write
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])  # the file lock is SQLite's
 

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
-from console import create_app
-from console.settings import load_settings
+from console.app import create_app
+from console.core.settings import load_settings
 
 SOAK = os.environ.get("TELEMETRY_SOAK") == "1"
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)

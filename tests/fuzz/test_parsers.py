@@ -21,11 +21,20 @@ from pydantic import TypeAdapter, ValidationError
 from telemetry.models import normalize_status
 from telemetry.spool import make_line, read_lines, run_head
 
-from console import create_app, links
-from console.ingest import KINDS, Envelope, RunData, SpoolLine, parse_lines, well_formed_envelope, well_formed_run_data
-from console.settings import load_settings
-from console.timeutil import UTC_FORMAT, format_utc, parse_timestamp
-from console.validation import STATUS_ALIASES, STATUSES, Status
+from console.app import create_app
+from console.core.settings import load_settings
+from console.core.timeutil import UTC_FORMAT, format_utc, parse_timestamp
+from console.domain import links
+from console.domain.ingest import (
+    KINDS,
+    Envelope,
+    RunData,
+    SpoolLine,
+    parse_lines,
+    well_formed_envelope,
+    well_formed_run_data,
+)
+from console.domain.validation import STATUS_ALIASES, STATUSES, Status
 
 SOAK = os.environ.get("TELEMETRY_SOAK") == "1"
 FEW = settings(max_examples=2000 if SOAK else 150, deadline=None,

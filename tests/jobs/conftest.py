@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from console.models import run_events
-from console.runs import insert_values
-from console.timeutil import utcnow
+from console.core.timeutil import utcnow
+from console.domain.runs import insert_values
+from console.store.models import run_events
 
 _counter = itertools.count()
 
@@ -56,6 +56,6 @@ def add_events(db, row: dict[str, Any], count: int) -> None:
 @pytest.fixture
 def make_settings(env):
     """Settings on the test database with extra TELEMETRY_* variables."""
-    from console.settings import load_settings
+    from console.core.settings import load_settings
 
     return lambda **extra: load_settings({**env, **{k: str(v) for k, v in extra.items()}})

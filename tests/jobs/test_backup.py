@@ -14,13 +14,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from console.cli import main
-from console.db import Database
+from console.cli.main import main
+from console.core.timeutil import format_utc, utcnow
 from console.jobs import history
 from console.jobs.backup import BackupError, list_backups, restore, take_backup
 from console.jobs.scheduler import run_job
-from console.models import agent_runs
-from console.timeutil import format_utc, utcnow
+from console.store.db import Database
+from console.store.models import agent_runs
 from tests.helpers import ConsoleProcess, free_port
 from tests.jobs.conftest import insert_runs, run_row
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from console.cli import main
+from console.cli.main import main
+from console.core.timeutil import utcnow
 from console.jobs import history
-from console.models import agent_runs
-from console.timeutil import utcnow
+from console.store.models import agent_runs
 from tests.helpers import ROOT
 from tests.jobs.conftest import insert_runs, run_row
 

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
+from console.core.timeutil import utcnow
 from console.jobs import export, history
 from console.jobs.tables import export_state
-from console.models import agent_runs
-from console.timeutil import utcnow
+from console.store.models import agent_runs
 from tests.jobs.conftest import insert_runs, run_row
 
 

@@ -11,11 +11,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from console import reconcile
-from console.db import Database
+from console.core.timeutil import format_utc, utcnow
 from console.jobs.retention import apply_retention
-from console.models import agent_runs, audit_log, run_events
-from console.timeutil import format_utc, utcnow
+from console.store import reconcile
+from console.store.db import Database
+from console.store.models import agent_runs, audit_log, run_events
 from tests.jobs.conftest import add_events, insert_runs, run_row
 
 

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from console.db import Database
 from console.jobs import history, scheduler
 from console.jobs.leader import LeaderLock
 from console.jobs.tables import job_runs, job_state
+from console.store.db import Database
 from tests.helpers import ConsoleProcess, free_port
 from tests.jobs.test_backup import pg_bin_dir
 

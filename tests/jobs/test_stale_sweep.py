@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from console.core.timeutil import format_utc, utcnow
 from console.jobs.scheduler import configured_jobs, run_job
 from console.jobs.stale import sweep_stale_runs
-from console.models import agent_runs
-from console.timeutil import format_utc, utcnow
+from console.store.models import agent_runs
 from tests.jobs.conftest import insert_runs, run_row
 
 

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from console import migrate
-from console.settings import load_settings
+from console.core.settings import load_settings
+from console.store import migrate
 from tests.reliability.pg import ThrowawayPostgres
 from tests.reliability.support import (
     integrity_check,

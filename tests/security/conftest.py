@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from console import watermark
+from console.store import watermark
 from tests.reliability.support import deselect_soak_unless_asked
 
 

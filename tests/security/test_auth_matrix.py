@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from console import create_app
-from console.settings import load_settings
+from console.app import create_app
+from console.core.settings import load_settings
 from tests.security.conftest import dump_store, run_body
 
 TOKEN = "matrix-token-7c1d9e"

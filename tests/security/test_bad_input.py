@@ -14,7 +14,7 @@ import socket
 import pytest
 import requests
 
-from console.validation import MAX_TEXT_CHARS
+from console.domain.validation import MAX_TEXT_CHARS
 from tests.security.conftest import dump_store, run_body
 
 DEEP = "[" * 200 + "]" * 200

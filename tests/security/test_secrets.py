@@ -21,11 +21,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-import console.auth
-import console.users
-import console.web_auth
-from console import create_app
-from console.settings import load_settings
+import console.domain.users
+import console.http.auth
+import console.web.auth
+from console.app import create_app
+from console.core.settings import load_settings
 from tests.helpers import ROOT, ConsoleProcess, free_port
 from tests.security.conftest import run_body
 
@@ -153,16 +153,16 @@ def test_the_sdk_never_logs_its_token(tmp_path, caplog):
 def test_tokens_csrf_and_fingerprints_are_compared_with_hmac_compare_digest():
     """Code level: every comparison involving a token, password, fingerprint or CSRF value is compare_digest."""
     suspicious = re.compile(r"token|password|secret|csrf|fingerprint|digest|fp\b|expected|sent|given", re.I)
-    for module in (console.auth, console.web_auth, console.users):
+    for module in (console.http.auth, console.web.auth, console.domain.users):
         tree = ast.parse(inspect.getsource(module))
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
                 text = ast.unparse(node)
                 if suspicious.search(text) and not re.search(r"kind|method|getpass", text):  # getpass: typed twice
                     pytest.fail(f"{module.__name__}: plain comparison of a secret: {text}")
-    assert "compare_digest" in inspect.getsource(console.auth.token_matches)
-    assert "compare_digest" in inspect.getsource(console.web_auth.check_csrf)
-    assert "compare_digest" in inspect.getsource(console.web_auth.check_token)
+    assert "compare_digest" in inspect.getsource(console.http.auth.token_matches)
+    assert "compare_digest" in inspect.getsource(console.web.auth.check_csrf)
+    assert "compare_digest" in inspect.getsource(console.web.auth.check_token)
 
 
 def test_token_matching_tries_every_configured_token_whatever_matches(monkeypatch):
@@ -173,16 +173,16 @@ def test_token_matching_tries_every_configured_token_whatever_matches(monkeypatc
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr(console.auth.hmac, "compare_digest", counting)
+    monkeypatch.setattr(console.http.auth.hmac, "compare_digest", counting)
     tokens = ("first-token", "second-token", "third-token")
     for presented in ("first-token", "third-token", "nothing-like-it", ""):
         calls.clear()
-        console.auth.token_matches(presented, tokens)
+        console.http.auth.token_matches(presented, tokens)
         assert len(calls) == len(tokens), presented  # no early exit: time does not tell which one matched
 
 
 def test_passwords_are_stored_as_slow_salted_hashes():
-    source = inspect.getsource(console.users)
+    source = inspect.getsource(console.domain.users)
     assert re.search(r"scrypt|pbkdf2|argon2|bcrypt|generate_password_hash", source), "password hashing scheme"
     assert "compare_digest" in source or "check_password_hash" in source
 

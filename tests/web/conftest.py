@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from console import runs
-from console.validation import RunCreate
+from console.domain import runs
+from console.domain.validation import RunCreate
 
 HTMX = {"HX-Request": "true"}
 

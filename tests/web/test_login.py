@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from console import create_app, users
-from console.settings import load_settings
+from console.app import create_app
+from console.core.settings import load_settings
+from console.domain import users
 from tests.web.conftest import HTMX
 
 TOKEN = "s3cret-token-value"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from console import events
+from console.domain import events
 from tests.web.conftest import HTMX
 
 
@@ -129,8 +129,8 @@ def test_a_form_without_the_csrf_token_is_refused(client, csrf, make_run):
 
 
 def test_the_export_state_per_destination_shows_and_a_given_up_export_can_be_retried(client, db, csrf, make_run):
+    from console.core.timeutil import utcnow
     from console.jobs.tables import export_destinations, export_state
-    from console.timeutil import utcnow
 
     event_id = make_run()
 

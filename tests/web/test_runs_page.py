@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from console import web_queries
+from console.web import queries as web_queries
 from tests.web.conftest import HTMX, hours_ago
 
 

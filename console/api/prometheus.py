@@ -1,0 +1,118 @@
+"""/metrics: usage counts as JSON, or the Prometheus / OpenMetrics exposition.
+
+Everything is computed from the database (rollups, ingest_counts, job_runs), so
+every worker process answers the same and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from console.core.timeutil import utcnow
+from console.domain.stale import silent_since
+from console.domain.stats import all_time_histogram, percentile, totals_by_agent
+from console.jobs.history import job_metrics
+from console.store.models import agent_runs
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def usage(session: Session, *, now: Optional[datetime] = None) -> dict[str, Any]:
+    """The compatible JSON answer: total_runs, agents, recent_24h, performance."""
+    now = now or utcnow()
+    totals = totals_by_agent(session)
+    agents = {name: sum(by_status.values()) for name, by_status in sorted(totals.items())}
+    recent = session.execute(
+        select(func.count()).select_from(agent_runs).where(agent_runs.c.created_at >= now - timedelta(hours=24))
+    ).scalar_one()
+    histogram = all_time_histogram(session)
+    finished = sum(n for by_status in totals.values() for s, n in by_status.items() if s != "running")
+    success = sum(by_status.get("success", 0) for by_status in totals.values())
+    return {
+        "total_runs": sum(agents.values()),
+        "agents": agents,
+        "recent_24h": recent,
+        "performance": {
+            "success_rate": round(success / finished, 4) if finished else None,
+            "p50_ms": percentile(histogram, 0.5),
+            "p95_ms": percentile(histogram, 0.95),
+            "running": sum(by_status.get("running", 0) for by_status in totals.values()),
+        },
+    }
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Family:
+    def __init__(self, name: str, kind: str, help_text: str):
+        self.name, self.kind, self.help = name, kind, help_text
+        self.samples: list[tuple[dict[str, Any], float]] = []
+
+    def add(self, labels: dict[str, Any], value: float) -> None:
+        self.samples.append((labels, value))
+
+    def render(self, openmetrics: bool) -> list[str]:
+        # OpenMetrics names a counter family without its `_total` suffix.
+        family = self.name.removesuffix("_total") if openmetrics and self.kind == "counter" else self.name
+        lines = [f"# HELP {family} {self.help}", f"# TYPE {family} {self.kind}"]
+        for labels, value in self.samples:
+            rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            number = repr(float(value)) if isinstance(value, float) and not value.is_integer() else str(int(value))
+            lines.append(f"{self.name}{{{rendered}}} {number}" if rendered else f"{self.name} {number}")
+        return lines
+
+
+def stale_by_agent(session: Session, threshold_minutes: int, now: datetime) -> dict[str, int]:
+    cutoff = now - timedelta(minutes=threshold_minutes)
+    c = agent_runs.c
+    query = select(c.agent_name, func.count()).where(silent_since(cutoff)).group_by(c.agent_name)
+    return {agent: n for agent, n in session.execute(query)}
+
+
+def exposition(
+    session: Session, *, stale_threshold_minutes: int, openmetrics: bool = False, now: Optional[datetime] = None
+) -> str:
+    """The metrics in Prometheus text format 0.0.4, or OpenMetrics 1.0."""
+    now = now or utcnow()
+    runs = _Family("telemetry_runs_total", "counter", "Runs stored, by agent and status.")
+    running = _Family("telemetry_runs_running", "gauge", "Runs whose status is running.")
+    stale = _Family(
+        "telemetry_runs_stale",
+        "gauge",
+        f"Running runs silent longer than the stale threshold ({stale_threshold_minutes} min).",
+    )
+    ingest = _Family("telemetry_ingest_records_total", "counter", "Spool lines received by /api/v1/ingest, by outcome.")
+    job_success = _Family(
+        "telemetry_job_last_success_timestamp_seconds",
+        "gauge",
+        "When each scheduled job last ended successfully (Unix time).",
+    )
+    job_failures = _Family("telemetry_job_failures_total", "counter", "Failed runs of each scheduled job.")
+
+    totals = totals_by_agent(session)
+    for agent, by_status in sorted(totals.items()):
+        for status, n in sorted(by_status.items()):
+            runs.add({"agent": agent, "status": status}, n)
+        running.add({"agent": agent}, by_status.get("running", 0))
+    for agent, n in sorted(stale_by_agent(session, stale_threshold_minutes, now).items()):
+        stale.add({"agent": agent}, n)
+    for outcome, n in session.execute(text("SELECT outcome, records FROM ingest_counts ORDER BY outcome")):
+        ingest.add({"outcome": outcome}, n)
+    for job, figures in sorted(job_metrics(session).items()):
+        if figures["last_success"] is not None:
+            job_success.add({"job": job}, figures["last_success"].timestamp())
+        job_failures.add({"job": job}, figures["failures"])
+
+    lines: list[str] = []
+    for family in (runs, running, stale, ingest, job_success, job_failures):
+        lines += family.render(openmetrics)
+    if openmetrics:
+        lines.append("# EOF")
+    return "\n".join(lines) + "\n"

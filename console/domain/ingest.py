@@ -1,0 +1,543 @@
+"""POST /api/v1/ingest: spool lines v1 applied in one transaction, idempotent per line.
+
+Every line carries its run's five required fields, so any line can create its run.
+Lines are applied per run in the order of their own timestamps (`ts`), and what a
+late line may still change follows the stale rules of console/domain/stale.py: a
+`run_started` never resets a run that already ended; an end arriving before its
+start still ends the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+from pydantic import BaseModel, ValidationError, field_validator
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from console.core.timeutil import format_utc, utcnow
+from console.domain.stale import TERMINAL, may_end, sign_of_life
+from console.domain.validation import (
+    BAD_CHARS,
+    MAX_COUNTER,
+    MAX_TEXT_CHARS,
+    RESERVED_EVENT_IDS,
+    STATUSES,
+    CommitAssociation,
+    EventId,
+    Identifier,
+    JSONValue,
+    RunFields,
+    Status,
+    Timestamp,
+    error_details,
+    json_document,
+    plain_timestamp,
+)
+from console.store import rollups
+from console.store.models import COUNTERS, run_events
+from console.store.runstore import (
+    RUN_COLUMNS,
+    dialect_insert,
+    driver_rows,
+    insert_sqlite_rows,
+    load_runs,
+    lock_runs,
+    write_runs,
+)
+
+SPOOL_VERSION = 1
+KINDS = ("run_started", "run_updated", "run_ended", "event", "commit", "heartbeat")
+RUN_KINDS = ("run_started", "run_updated", "run_ended")
+# Applied in this order when two lines of one run carry the same timestamp.
+_KIND_ORDER = {"run_started": 0, "run_updated": 1, "heartbeat": 2, "event": 2, "commit": 3, "run_ended": 4}
+_ZERO_DEFAULTS = {**dict.fromkeys(COUNTERS, 0), "duration_ms": 0, "api_posted": 0, "api_retry_count": 0}
+
+
+class SpoolLine(BaseModel):
+    """The envelope of one spool line (its `data` is checked per kind)."""
+
+    v: int
+    id: Identifier
+    kind: str
+    ts: Timestamp
+    event_id: EventId
+    run_id: Identifier
+    agent_name: Identifier
+    job_type: Identifier
+    start_time: Timestamp
+    data: Optional[dict[str, Any]] = None
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > SPOOL_VERSION or value < 1:
+            raise ValueError(f"spool line version {value} is not supported (this console reads v{SPOOL_VERSION})")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in KINDS:
+            raise ValueError(f"unknown kind {value[:40]!r}; expected one of {', '.join(KINDS)}")
+        return value
+
+
+class RunData(RunFields):
+    """`data` of run_started / run_updated / run_ended."""
+
+    status: Optional[Status] = None
+    created_at: Optional[Timestamp] = None
+
+
+class EventData(BaseModel):
+    """`data` of an event line."""
+
+    event_type: Identifier
+    payload: JSONValue = None
+
+
+class HeartbeatData(BaseModel):
+    """`data` of a heartbeat line: nothing."""
+
+
+_DATA_MODELS = {
+    "run_started": RunData,
+    "run_updated": RunData,
+    "run_ended": RunData,
+    "event": EventData,
+    "commit": CommitAssociation,
+    "heartbeat": HeartbeatData,
+}
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A validated envelope: SpoolLine's fields, in a plain object (a tenth of a model's cost to make)."""
+
+    id: str
+    kind: str
+    ts: datetime
+    event_id: str
+    run_id: str
+    agent_name: str
+    job_type: str
+    start_time: datetime
+    data: Optional[dict[str, Any]]
+
+    @classmethod
+    def of(cls, model: SpoolLine) -> Envelope:
+        return cls(model.id, model.kind, model.ts, model.event_id, model.run_id, model.agent_name,
+                   model.job_type, model.start_time, model.data)
+
+
+@dataclass
+class Line:
+    index: int
+    envelope: Envelope
+    data: dict[str, Any]  # the fields the line's data gave, validated (what model_fields_set names)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+_IDENTIFIERS = ("id", "event_id", "run_id", "agent_name", "job_type")
+
+
+def well_formed_envelope(item: dict[str, Any]) -> Optional[Envelope]:
+    """The envelope of an ordinary line, checked by hand; None sends it to SpoolLine's validation.
+
+    Accepts only what SpoolLine accepts, with the values SpoolLine would produce;
+    anything unusual, invalid or not, takes the model, which also words the errors.
+    """
+    kind = item.get("kind")
+    if type(item.get("v")) is not int or item["v"] != SPOOL_VERSION or type(kind) is not str or kind not in KINDS:
+        return None
+    for key in _IDENTIFIERS:
+        value = item.get(key)
+        if type(value) is not str or not value or len(value) > MAX_TEXT_CHARS or BAD_CHARS.search(value):
+            return None
+    if item["event_id"] in RESERVED_EVENT_IDS:
+        return None
+    data = item.get("data")
+    ts, start_time = plain_timestamp(item.get("ts")), plain_timestamp(item.get("start_time"))
+    if ts is None or start_time is None or (data is not None and type(data) is not dict):
+        return None
+    return Envelope(
+        item["id"], kind, ts, item["event_id"], item["run_id"], item["agent_name"], item["job_type"], start_time, data
+    )
+
+
+def _fields_declared_as(model: type[BaseModel], annotation: str) -> frozenset[str]:
+    """The fields of `model` declared with this annotation (as written: the modules use
+    postponed annotations), so that the hand check follows the model's declarations."""
+    declared: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        declared.update(cls.__dict__.get("__annotations__", {}))
+    return frozenset(name for name, written in declared.items() if written == annotation)
+
+
+_TEXT_FIELDS = _fields_declared_as(RunData, "Optional[Text]")
+_COUNTER_FIELDS = _fields_declared_as(RunData, "Counter")
+_TIME_FIELDS = _fields_declared_as(RunData, "Optional[Timestamp]")
+_JSON_FIELDS = _fields_declared_as(RunData, "JSONValue")
+_RUN_DATA_FIELDS = frozenset(RunData.model_fields)
+
+
+def well_formed_run_data(envelope: Envelope) -> Optional[dict[str, Any]]:
+    """The given fields of a run line's data, checked by hand; None sends it to RunData's validation.
+
+    As with the envelope: only what RunData accepts, with the values it would produce.
+    """
+    if envelope.kind not in RUN_KINDS:
+        return None
+    given: dict[str, Any] = {}
+    for name, value in (envelope.data or {}).items():
+        if name in _TEXT_FIELDS:
+            if value is not None and (
+                type(value) is not str or len(value) > MAX_TEXT_CHARS or BAD_CHARS.search(value)
+            ):
+                return None
+        elif name in _COUNTER_FIELDS:
+            if value is None:
+                value = 0
+            elif type(value) is not int or not 0 <= value <= MAX_COUNTER:
+                return None
+        elif name in _TIME_FIELDS:
+            if value is not None:
+                value = plain_timestamp(value)
+                if value is None:
+                    return None
+        elif name == "status":
+            if value is not None and (type(value) is not str or value not in STATUSES):
+                return None
+        elif name in _JSON_FIELDS:
+            try:
+                value = json_document(value)
+            except (ValueError, RecursionError):
+                return None
+        elif name in _RUN_DATA_FIELDS:
+            return None  # rarer fields: the model
+        else:
+            continue  # unknown fields are ignored, as the model does
+        given[name] = value
+    return given
+
+
+def _given(model: BaseModel) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any]]]:
+    """Validate every line; returns (good lines, rejections). Never raises for a line."""
+    good: list[Line] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(document):
+        line_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+        if not isinstance(item, dict):
+            rejected.append({"index": index, "id": None, "detail": "a spool line must be a JSON object"})
+            continue
+        try:
+            envelope = well_formed_envelope(item) or Envelope.of(SpoolLine.model_validate(item))
+            data = well_formed_run_data(envelope)
+            if data is None:
+                data = _given(_DATA_MODELS[envelope.kind].model_validate(envelope.data or {}))
+        except ValidationError as exc:
+            rejected.append({"index": index, "id": line_id, "detail": error_details(exc, prefix=())})
+            continue
+        good.append(Line(index, envelope, data))
+    return good, rejected
+
+
+@dataclass
+class Prepared:
+    """A validated batch, folded in advance as if every run were new (the common case).
+
+    Built before the write transaction, so that two workers' Python work overlaps
+    and only the database work holds the write lock. Runs that turn out to exist,
+    or whose lines were partly seen before, are folded again inside the transaction.
+    """
+
+    now: datetime
+    dialect: str
+    lines: list[Line]
+    rejected: list[dict[str, Any]]
+    in_batch_duplicates: int
+    by_run: dict[str, list[Line]]
+    rows: dict[str, dict[str, Any]]
+    events: dict[str, list[dict[str, Any]]]
+    delta: rollups.Delta
+    rollup_rows: dict[str, list[tuple]]  # rollups.upsert_rows(delta)
+    insert_params: dict[str, tuple]  # SQLite: each row as the driver takes it
+
+
+def prepare(
+    parsed: tuple[list[Line], list[dict[str, Any]]], *, dialect: str, now: Optional[datetime] = None
+) -> Prepared:
+    """Fold a parsed batch per run, assuming new runs and new lines."""
+    now = now or utcnow()
+    lines, rejected = parsed
+    first: dict[str, Line] = {}
+    for line in lines:
+        first.setdefault(line.envelope.id, line)
+    by_run: dict[str, list[Line]] = defaultdict(list)
+    for line in first.values():
+        by_run[line.envelope.event_id].append(line)
+    rows: dict[str, dict[str, Any]] = {}
+    events: dict[str, list[dict[str, Any]]] = {}
+    delta = rollups.Delta()
+    for event_id, run_lines in by_run.items():
+        run_lines.sort(key=lambda item: (item.envelope.ts, _KIND_ORDER[item.envelope.kind]))
+        row = new_row(run_lines[0].envelope, now)
+        run_events_: list[dict[str, Any]] = []
+        for line in run_lines:
+            apply_line(row, line, run_events_, now)
+        rows[event_id] = row
+        events[event_id] = run_events_
+        delta.add(row, +1)
+    params = dict(zip(rows, driver_rows(list(rows.values())), strict=True)) if dialect == "sqlite" else {}
+    return Prepared(
+        now,
+        dialect,
+        list(first.values()),
+        list(rejected),
+        len(lines) - len(first),
+        dict(by_run),
+        rows,
+        events,
+        delta,
+        rollups.upsert_rows(delta, dialect),
+        params,
+    )
+
+
+def ingest(
+    session: Session,
+    document: Optional[Sequence[Any]] = None,
+    *,
+    parsed: Optional[tuple[list[Line], list[dict[str, Any]]]] = None,
+    prepared: Optional[Prepared] = None,
+    now: Optional[datetime] = None,
+) -> IngestResult:
+    """Apply a batch of spool lines in the session's transaction.
+
+    The API passes `prepared=prepare(parse_lines(document), ...)`, made before the
+    transaction starts: validation and folding need not hold the write lock.
+    """
+    if prepared is None:
+        if parsed is None:
+            parsed = parse_lines(document or [])
+        prepared = prepare(parsed, dialect=session.get_bind().dialect.name, now=now)
+    result = IngestResult(rejected=list(prepared.rejected))
+    with rollups.own_writes(session):
+        claimed, duplicates = _claim(session, prepared.lines, prepared.now)
+        result.duplicates = duplicates + prepared.in_batch_duplicates
+        result.accepted = len(claimed)
+        if claimed:
+            _apply(session, prepared, claimed)
+        _count(session, result)
+    return result
+
+
+def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str], int]:
+    """Record the line ids (unique within `lines`) not seen before; returns (claimed ids, duplicates)."""
+    if not lines:
+        return set(), 0
+    ids = [line.envelope.id for line in lines]
+    claimed: set[str] = set()
+    if session.get_bind().dialect.name == "postgresql":
+        # Concurrent claims of one id: the second waits for the first and gets nothing.
+        claimed.update(
+            session.execute(
+                text(
+                    "INSERT INTO ingested_lines (id, received_at) SELECT i, :now FROM unnest(CAST(:ids AS text[])) AS i "
+                    "ON CONFLICT DO NOTHING RETURNING id"
+                ),
+                {"ids": sorted(ids), "now": now},  # one order for every writer: no deadlock
+            ).scalars()
+        )
+    else:
+        # One statement, the ids as one JSON parameter: DO NOTHING skips the ids seen before.
+        claimed.update(
+            session.connection()
+            .exec_driver_sql(
+                "INSERT INTO ingested_lines (id, received_at) SELECT value, ? FROM json_each(?) WHERE true "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (format_utc(now), json.dumps(ids)),
+            )
+            .scalars()
+        )
+    return claimed, len(ids) - len(claimed)
+
+
+def new_row(envelope: Envelope, now: datetime) -> dict[str, Any]:
+    """A run created from any line's head fields, before that line is applied."""
+    row = dict.fromkeys(RUN_COLUMNS)
+    row.update(_ZERO_DEFAULTS)
+    row.update(
+        event_id=envelope.event_id,
+        run_id=envelope.run_id,
+        agent_name=envelope.agent_name,
+        job_type=envelope.job_type,
+        start_time=envelope.start_time,
+        status="running",
+        schema_version=7,
+        created_at=now,
+        updated_at=now,
+        last_seen_at=envelope.start_time,
+    )
+    return row
+
+
+def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
+    now, delta = prepared.now, prepared.delta.copy()  # db.write may retry: never change `prepared`
+    as_prepared = True
+    all_fresh = len(claimed) == len(prepared.lines)
+    runs = [e for e, lines in prepared.by_run.items() if all_fresh or any(x.envelope.id in claimed for x in lines)]
+    # SQLite: insert the runs whose lines are all new as folded in advance; only those
+    # that exist already are read and folded again (no lookup for the common case).
+    inserted = _insert_new(session, prepared, runs, claimed, all_fresh) if prepared.dialect == "sqlite" else set()
+    rest = [e for e in runs if e not in inserted] if inserted else runs
+    lock_runs(session, sorted(rest))
+    stored = load_runs(session, rest) if rest else {}
+    inserts: list[dict[str, Any]] = []
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    events: list[dict[str, Any]] = []
+    for event_id in inserted:
+        events += prepared.events[event_id]
+    for event_id in rest:
+        run_lines = prepared.by_run[event_id]
+        fresh_lines = run_lines if all_fresh else [line for line in run_lines if line.envelope.id in claimed]
+        old = stored.get(event_id)
+        if old is None and len(fresh_lines) == len(run_lines):
+            # Folded in advance, as it is (PostgreSQL; on SQLite _insert_new inserted these).
+            inserts.append(prepared.rows[event_id])
+            events += prepared.events[event_id]
+            continue
+        delta.add(prepared.rows[event_id], -1)  # not as prepared: fold again
+        as_prepared = False
+        row = dict(old) if old is not None else new_row(fresh_lines[0].envelope, now)
+        for line in fresh_lines:
+            apply_line(row, line, events, now)
+        if old is None:
+            inserts.append(row)
+            delta.add(row, +1)
+        elif row != old:
+            row["updated_at"] = now
+            updates.append((old, row))
+            delta.add(old, -1)
+            delta.add(row, +1)
+    if len(runs) != len(prepared.rows):  # runs without a fresh line change nothing
+        as_prepared = False
+        for event_id in prepared.rows.keys() - set(runs):
+            delta.add(prepared.rows[event_id], -1)
+    write_runs(session, inserts, updates, delta=delta, rollup_rows=prepared.rollup_rows if as_prepared else None)
+    if events:
+        session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
+
+
+def _insert_new(
+    session: Session, prepared: Prepared, runs: list[str], claimed: set[str], all_fresh: bool
+) -> set[str]:
+    """Insert (SQLite) the prepared rows of the runs whose lines are all fresh; returns those inserted."""
+    if all_fresh:
+        candidates = runs
+    else:
+        candidates = [e for e in runs if all(line.envelope.id in claimed for line in prepared.by_run[e])]
+    if not candidates:
+        return set()
+    returned = insert_sqlite_rows(
+        session,
+        RUN_COLUMNS,
+        [prepared.insert_params[e] for e in candidates],
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    return {event_id for (event_id,) in returned}
+
+
+def apply_line(row: dict[str, Any], line: Line, events: list[dict[str, Any]], now: datetime) -> None:
+    """Fold one line into the run's row (and collect its event)."""
+    envelope, data, kind, ts = line.envelope, line.data, line.envelope.kind, line.envelope.ts
+    if kind == "run_started":
+        _set_fields(row, data, fill_only=True)
+        row["last_seen_at"] = max(row["last_seen_at"] or row["start_time"], row["start_time"])
+    elif kind in ("run_updated", "run_ended"):
+        status = data.get("status")
+        if kind == "run_ended" or status in TERMINAL:
+            _end(row, data, status if status in TERMINAL else "success", ts)
+        else:
+            row.update(sign_of_life(row, ts))
+            _set_fields(row, data, fill_only=row["status"] != "running")
+    elif kind == "heartbeat":
+        row.update(sign_of_life(row, ts, heartbeat=True))
+    elif kind == "event":
+        row.update(sign_of_life(row, ts))
+        events.append(
+            {
+                "event_id": envelope.event_id,
+                "run_id": row["run_id"],
+                "event_type": data["event_type"],
+                "timestamp": ts,
+                "payload_json": data.get("payload"),
+                "uid": envelope.id,
+                "created_at": now,
+            }
+        )
+    elif kind == "commit":
+        row["git_commit_hash"] = data["commit_hash"]
+        row["git_commit_source"] = data["commit_source"]
+        if data.get("commit_author") is not None:
+            row["git_commit_author"] = data["commit_author"]
+        if data.get("commit_timestamp") is not None:
+            row["git_commit_timestamp"] = data["commit_timestamp"]
+
+
+def _end(row: dict[str, Any], data: dict[str, Any], status: str, ts: datetime) -> None:
+    if not may_end(row, ts):
+        _set_fields(row, data, fill_only=True)
+        return
+    _set_fields(row, data, fill_only=False)
+    row["status"] = status
+    row["end_time"] = data.get("end_time") or ts
+    row["stale_marked_at"] = row["stale_marked_by"] = None
+    if "duration_ms" not in data and not row["duration_ms"] and row["end_time"]:
+        row["duration_ms"] = max(0, int((row["end_time"] - row["start_time"]).total_seconds() * 1000))
+
+
+def _set_fields(row: dict[str, Any], data: dict[str, Any], *, fill_only: bool) -> None:
+    for name, value in data.items():
+        if name == "status" or name not in row:
+            continue
+        if name == "api_posted":
+            value = 1 if value else 0
+        if value is None:
+            continue
+        if fill_only and row[name] not in (None, "", 0):
+            continue
+        row[name] = value
+
+
+def _count(session: Session, result: IngestResult) -> None:
+    """Add the batch's outcomes to ingest_counts (what /metrics reports)."""
+    counts = {"accepted": result.accepted, "duplicate": result.duplicates, "rejected": len(result.rejected)}
+    params = [{"outcome": k, "n": v} for k, v in counts.items() if v]
+    if params:
+        session.execute(
+            text(
+                "INSERT INTO ingest_counts (outcome, records) VALUES (:outcome, :n) "
+                "ON CONFLICT (outcome) DO UPDATE SET records = ingest_counts.records + excluded.records"
+            ),
+            params,
+        )

@@ -1,0 +1,395 @@
+"""The run domain: create, batch, query, update, delete, associate a commit.
+
+Plain functions over a SQLAlchemy Session (Core statements on the tables of
+console.store.models, no ORM objects, no Flask). They raise console.domain.errors's
+NotFound / Invalid; the API turns those into 404 / 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import and_, delete, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from console.core.timeutil import format_utc, parse_timestamp, utcnow
+from console.domain.errors import Invalid, NotFound
+from console.domain.records import run_values
+from console.domain.validation import (
+    STATUSES,
+    CommitAssociation,
+    RunCreate,
+    RunUpdate,
+    in_storable_range,
+    normalise_status,
+)
+from console.store import rollups, search
+from console.store.models import agent_runs, audit_log, run_events
+from console.store.runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows, insert_with_cursor
+
+c = agent_runs.c
+
+
+# ---------------------------------------------------------------- create
+
+
+@dataclass
+class NewRuns:
+    """Runs to insert with every piece of Python work done: made before the write lock is taken."""
+
+    rows: list[Mapping[str, Any]]  # unique event_ids
+    params: list[tuple]  # SQLite: each row's values as the driver takes them (else empty)
+    delta: rollups.Delta  # the rollup effect if every row is inserted
+    rollup_rows: dict[str, list[tuple]]
+
+
+def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns:
+    """Convert column values (unique event_ids) and aggregate their rollups, outside any transaction."""
+    rows = list(rows)
+    delta = rollups.Delta()
+    for row in rows:
+        delta.add(row, +1)
+    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
+    return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
+
+
+_SKIP_STORED = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+
+
+def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
+    """Insert prepared runs, skipping stored event_ids; returns the event_ids inserted.
+
+    Their rollups are recorded in the same transaction. Concurrency-safe on both
+    dialects: INSERT ... ON CONFLICT DO NOTHING RETURNING.
+    """
+    if not new.rows:
+        return set()
+    with rollups.own_writes(session, inserts_only=True):
+        if session.get_bind().dialect.name == "sqlite":
+            returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
+            inserted = {event_id for (event_id,) in returned}
+        else:
+            inserted = _insert_postgresql(session, new.rows)
+        if len(inserted) == len(new.rows):
+            rollups.apply_delta(session, new.delta, new.rollup_rows)
+        elif inserted:
+            rollups.record_changes(session, [(None, row) for row in new.rows if row["event_id"] in inserted])
+    return inserted
+
+
+def insert_uncounted(cursor, columns: Sequence[str], params: Sequence[Sequence[Any]]) -> set[str]:
+    """SQLite: insert runs (`driver_rows` values in `columns` order, unique event_ids)
+    on a driver cursor inside a write transaction (`Database.write_driver`), skipping
+    stored event_ids, neither counted nor indexed: they stay above the insert
+    watermark for console/store/watermark.py `catch_up`. Returns the event_ids inserted."""
+    if not params:
+        return set()
+    return {event_id for (event_id,) in insert_with_cursor(cursor, columns, params, _SKIP_STORED)}
+
+
+def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert column values (unique event_ids), skipping stored event_ids; returns those inserted."""
+    return insert_new_runs(session, prepare_new_runs(rows, session.get_bind().dialect.name))
+
+
+def _insert_postgresql(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """One-row INSERT ... ON CONFLICT DO NOTHING RETURNING, sent as a psycopg pipelined executemany.
+
+    (SQLAlchemy's multi-row VALUES statement of 500 rows is re-parsed by psycopg on
+    every call, which cost more than the insert itself.)
+    """
+    from psycopg.types.json import Jsonb
+
+    columns = list(rows[0])
+    pick = operator.itemgetter(*columns)
+    documents = [i for i, name in enumerate(columns) if name in JSON_COLUMNS]
+    params = []
+    for row in rows:
+        values = list(pick(row))
+        for i in documents:
+            if values[i] is not None:
+                values[i] = Jsonb(values[i])
+        params.append(values)
+    sql = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}){_SKIP_STORED}"
+    inserted: set[str] = set()
+    with session.connection().connection.driver_connection.cursor() as cursor:
+        cursor.executemany(sql, params, returning=True)
+        while True:
+            found = cursor.fetchone()
+            if found is not None:
+                inserted.add(found[0])
+            if not cursor.nextset():
+                break
+    return inserted
+
+
+def create_run(session: Session, record: RunCreate, *, now: Optional[datetime] = None) -> bool:
+    """Store one run; True when created, False when its event_id was already stored."""
+    return bool(insert_values(session, [run_values(record, now)]))
+
+
+@dataclass
+class BatchOutcome:
+    inserted: int
+    duplicates: int
+
+
+def unique_by_event_id(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
+    """The rows with the first of each event_id, and how many repeats were dropped."""
+    seen: set[str] = set()
+    unique = []
+    repeats = 0
+    for row in rows:
+        if row["event_id"] in seen:
+            repeats += 1
+            continue
+        seen.add(row["event_id"])
+        unique.append(row)
+    return unique, repeats
+
+
+@dataclass
+class PreparedBatch:
+    new: NewRuns
+    total: int
+
+
+def prepare_batch(records: Sequence[RunCreate], dialect: str, *, now: Optional[datetime] = None) -> PreparedBatch:
+    """A batch's runs made ready for create_prepared_batch (outside the write transaction)."""
+    now = now or utcnow()
+    rows, _repeats = unique_by_event_id(run_values(record, now) for record in records)
+    return PreparedBatch(prepare_new_runs(rows, dialect), len(records))
+
+
+def create_prepared_batch(session: Session, batch: PreparedBatch) -> BatchOutcome:
+    """Store a prepared batch in this transaction; repeats (stored or within the batch) are duplicates."""
+    inserted = len(insert_new_runs(session, batch.new))
+    return BatchOutcome(inserted=inserted, duplicates=batch.total - inserted)
+
+
+def create_runs(session: Session, records: Sequence[RunCreate], *, now: Optional[datetime] = None) -> BatchOutcome:
+    """Store many runs in one transaction; repeats (stored or within the batch) are duplicates."""
+    return create_prepared_batch(session, prepare_batch(records, session.get_bind().dialect.name, now=now))
+
+
+# ---------------------------------------------------------------- read
+
+
+def get_run(session: Session, event_id: str) -> Mapping[str, Any]:
+    """The stored row of `event_id`, or NotFound."""
+    row = session.execute(select(agent_runs).where(c.event_id == event_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"run {event_id!r} not found")
+    return row
+
+
+@dataclass
+class RunFilters:
+    """What GET /api/v1/runs filters on; text values as the client typed them."""
+
+    agent_name: Optional[str] = None
+    status: Optional[str] = None
+    job_type: Optional[str] = None
+    created_before: Optional[str] = None
+    created_after: Optional[str] = None
+    start_time_from: Optional[str] = None
+    start_time_to: Optional[str] = None
+    q: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    environment: Optional[str] = None
+    host: Optional[str] = None
+
+
+def parse_status_filter(value: str) -> str:
+    """A status filter in the canon (aliases mapped), or Invalid."""
+    status = normalise_status(value)
+    if status not in STATUSES:
+        raise Invalid(f"invalid status {value!r}: use one of {', '.join(STATUSES)} (or an alias)")
+    return status
+
+
+def parse_time_filter(name: str, value: str) -> datetime:
+    """A lenient filter time (date, naive = UTC), or Invalid."""
+    try:
+        return in_storable_range(parse_timestamp(value, require_zone=False))
+    except (ValueError, TypeError, OverflowError):
+        raise Invalid(f"invalid {name} {value!r}: use ISO 8601, e.g. 2026-01-12 or 2026-01-12T10:30:00Z") from None
+
+
+def encode_cursor(row: Mapping[str, Any]) -> str:
+    """An opaque keyset position after `row` (newest-first order)."""
+    raw = json.dumps([format_utc(row["created_at"]), row["id"]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, row_id = json.loads(raw)
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise ValueError("bad id")
+        return parse_timestamp(created, require_zone=True), row_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("invalid cursor: pass the value from a Link header unchanged") from None
+
+
+def filter_conditions(session: Session, filters: RunFilters) -> list:
+    """SQL conditions for `filters`; Invalid for a bad status or time."""
+    conditions = []
+    for name in ("agent_name", "job_type", "parent_run_id", "environment", "host"):
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(c[name] == value)
+    if filters.status is not None:
+        conditions.append(c.status == parse_status_filter(filters.status))
+    if filters.created_before is not None:
+        conditions.append(c.created_at < parse_time_filter("created_before", filters.created_before))
+    if filters.created_after is not None:
+        conditions.append(c.created_at > parse_time_filter("created_after", filters.created_after))
+    if filters.start_time_from is not None:
+        conditions.append(c.start_time >= parse_time_filter("start_time_from", filters.start_time_from))
+    if filters.start_time_to is not None:
+        conditions.append(c.start_time <= parse_time_filter("start_time_to", filters.start_time_to))
+    if filters.q:
+        conditions.append(search.q_filter(session.get_bind().dialect.name, filters.q, session=session))
+    return conditions
+
+
+def list_runs(
+    session: Session,
+    filters: RunFilters,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    cursor: Optional[str] = None,
+) -> tuple[list[Mapping[str, Any]], Optional[str]]:
+    """Runs matching `filters`, newest created_at first, and the cursor of the next page (or None).
+
+    With a cursor the page starts after it (keyset) and `offset` is not used.
+    """
+    conditions = filter_conditions(session, filters)
+    if cursor:
+        created, row_id = decode_cursor(cursor)
+        conditions.append(or_(c.created_at < created, and_(c.created_at == created, c.id < row_id)))
+        offset = 0
+    query = select(agent_runs).where(*conditions).order_by(c.created_at.desc(), c.id.desc())
+    query = query.limit(limit + 1).offset(offset or None)
+    rows = list(session.execute(query).mappings())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1])
+    return rows, next_cursor
+
+
+# ---------------------------------------------------------------- change
+
+
+def _rollup_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(row)
+
+
+def update_run(session: Session, event_id: str, change: RunUpdate, *, now: Optional[datetime] = None) -> list[str]:
+    """Apply the non-null fields of `change`; returns their names. NotFound, or Invalid if none."""
+    fields = [name for name in RunUpdate.model_fields if getattr(change, name) is not None]
+    if not fields:
+        raise Invalid("no field to update: send at least one non-null field")
+    old = get_run(session, event_id)
+    values = {name: getattr(change, name) for name in fields}
+    values["updated_at"] = now or utcnow()
+    end_time = values.get("end_time")
+    if end_time is not None and (old["last_seen_at"] is None or end_time > old["last_seen_at"]):
+        values["last_seen_at"] = end_time
+    with rollups.own_writes(session):
+        session.execute(update(agent_runs).where(c.id == old["id"]).values(**values))
+        rollups.record_changes(session, [(_rollup_row(old), {**old, **values})])
+    return fields
+
+
+def associate_commit(
+    session: Session, event_id: str, commit: CommitAssociation, *, now: Optional[datetime] = None
+) -> Mapping[str, Any]:
+    """Set the run's git_commit_* columns; returns the row as it was before. NotFound."""
+    old = get_run(session, event_id)
+    session.execute(
+        update(agent_runs)
+        .where(c.id == old["id"])
+        .values(
+            git_commit_hash=commit.commit_hash,
+            git_commit_source=commit.commit_source,
+            git_commit_author=commit.commit_author,
+            git_commit_timestamp=commit.commit_timestamp,
+            updated_at=now or utcnow(),
+        )
+    )
+    return old
+
+
+def delete_run(session: Session, event_id: str, *, actor: str = "api", now: Optional[datetime] = None) -> None:
+    """Remove a run and its events, and say so in the audit log. NotFound."""
+    old = get_run(session, event_id)
+    session.execute(delete(run_events).where(run_events.c.event_id == event_id))
+    with rollups.own_writes(session):
+        session.execute(delete(agent_runs).where(c.id == old["id"]))
+        rollups.record_changes(session, [(_rollup_row(old), None)])
+    detail = {"run_id": old["run_id"], "agent_name": old["agent_name"], "status": old["status"]}
+    session.execute(
+        audit_log.insert().values(
+            at=now or utcnow(),
+            actor=actor,
+            action="delete_run",
+            event_id=event_id,
+            detail=json.dumps(detail, separators=(",", ":")),
+        )
+    )
+
+
+# ---------------------------------------------------------------- metadata
+
+# Fields GET /api/v1/metadata/{field} offers, and whether an index leads with them
+# (then a loose index scan finds the distinct values without reading every row).
+METADATA_FIELDS = {
+    "agent_name": True,
+    "job_type": True,
+    "status": True,
+    "environment": True,
+    "host": True,
+    "website": True,
+    "parent_run_id": True,
+    "git_commit_hash": True,
+    "product": False,
+    "product_family": False,
+    "platform": False,
+    "subdomain": False,
+    "website_section": False,
+    "trigger_type": False,
+    "git_repo": False,
+    "git_branch": False,
+    "agent_owner": False,
+    "item_name": False,
+}
+
+
+def distinct_values(session: Session, field: str) -> list[str]:
+    """The distinct non-null values of a run column offered by metadata, sorted. NotFound."""
+    if field not in METADATA_FIELDS:
+        raise NotFound(f"field {field!r} is not offered; use one of {', '.join(sorted(METADATA_FIELDS))}")
+    if METADATA_FIELDS[field]:
+        # A loose index scan: one index probe per distinct value.
+        sql = text(
+            f"WITH RECURSIVE v(x) AS (SELECT MIN({field}) FROM agent_runs "
+            f"UNION ALL SELECT (SELECT MIN({field}) FROM agent_runs WHERE {field} > v.x) "
+            f"FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+        )
+        values = session.execute(sql).scalars().all()
+    else:
+        column = c[field]
+        values = session.execute(select(column).where(column.is_not(None)).distinct()).scalars().all()
+    return sorted(values)

@@ -1,0 +1,225 @@
+"""Run statistics per agent and overall, read from the rollups (never a scan of agent_runs)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from console.core.timeutil import format_utc, utcnow
+from console.store.rollup_tables import ITEM_COLUMNS, SUM_COLUMNS
+from console.store.rollups import bucket_value, hour_of
+
+DEFAULT_DAYS = 7
+ITEM_NAMES = tuple(name.removeprefix("items_") for name in ITEM_COLUMNS)
+
+
+def percentile(histogram: Mapping[int, int], fraction: float) -> Optional[int]:
+    """The nearest-rank percentile of a duration histogram (bucket → runs), in ms."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return int(round(bucket_value(bucket)))
+    return None
+
+
+def _summary(
+    counts: Mapping[str, int], items: Mapping[str, int], duration_sum: int, histogram: Mapping[int, int]
+) -> dict[str, Any]:
+    total = sum(counts.values())
+    finished = total - counts.get("running", 0)
+    return {
+        "total": total,
+        "counts": dict(sorted(counts.items())),
+        "success_rate": round(counts.get("success", 0) / finished, 4) if finished else None,
+        "avg_duration_ms": int(round(duration_sum / finished)) if finished else None,
+        "p50_ms": percentile(histogram, 0.50),
+        "p95_ms": percentile(histogram, 0.95),
+        "items": dict(items),
+    }
+
+
+def run_stats(
+    session: Session,
+    *,
+    agent_name: Optional[str] = None,
+    since: Optional[datetime] = None,
+    bucket: str = "day",
+    now: Optional[datetime] = None,
+) -> dict[str, Any]:
+    """Counts by status, success rate, p50/p95 duration, item sums and time buckets.
+
+    `since` is rounded down to its hour (the rollups' finest grain); default: 7 days
+    ago. Whole days are read from the day grain, the hours before the first whole
+    day from the hour grain, so a long range reads a few thousand rows.
+    """
+    now = now or utcnow()
+    since = hour_of(since or now - timedelta(days=DEFAULT_DAYS))
+    first_day = since if since.hour == 0 else since.replace(hour=0) + timedelta(days=1)
+    dialect = session.get_bind().dialect.name
+
+    def stamp(value: datetime) -> Any:
+        return format_utc(value) if dialect == "sqlite" else value
+
+    params: dict[str, Any] = {"since": stamp(since), "first_day": stamp(first_day)}
+    agent_filter = ""
+    if agent_name is not None:
+        agent_filter = " AND agent_name = :agent"
+        params["agent"] = agent_name
+    values = ", ".join(SUM_COLUMNS)
+    sums = ", ".join(f"sum({n}) AS {n}" for n in SUM_COLUMNS)
+    day_of_hour = (
+        "substr(hour, 1, 10) || 'T00:00:00.000000+00:00'" if dialect == "sqlite" else ("date_trunc('day', hour, 'UTC')")
+    )
+    # One row per agent, status and day: the hours before the first whole day summed
+    # per day, then the day grain. A few thousand rows even for a long range.
+    day_rows = (
+        f"SELECT agent_name, day_of_hour AS period, status, {sums} FROM ("
+        f"SELECT agent_name, status, {day_of_hour} AS day_of_hour, {values} FROM run_rollups "
+        f"WHERE hour >= :since AND hour < :first_day{agent_filter}) AS h GROUP BY agent_name, status, day_of_hour "
+        f"UNION ALL SELECT agent_name, day AS period, status, {values} FROM run_rollup_days "
+        f"WHERE day >= :first_day{agent_filter}"
+    )
+    if bucket == "hour":
+        # Totals from the day rows; the buckets from the hour grain in its key order
+        # (hour, agent, status), so that the fold only appends.
+        totals = session.execute(
+            text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
+        ).all()
+        series = _plain_rows(
+            session,
+            f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
+            "AND runs <> 0 ORDER BY hour, agent_name, status",
+            params,
+        )
+    else:
+        rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
+        totals = _sum_per_agent_and_status(rows)
+        series = [(agent, period, status, int(runs)) for agent, period, status, runs, *_ in rows if runs]
+    histograms = session.execute(
+        text(
+            "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
+            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, bucket "
+            "UNION ALL SELECT agent_name, bucket, sum(runs) FROM run_rollup_day_durations "
+            f"WHERE day >= :first_day{agent_filter} GROUP BY agent_name, bucket"
+        ),
+        params,
+    ).all()
+
+    counts: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    items: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ITEM_NAMES, 0))
+    durations: dict[Any, int] = defaultdict(int)
+    for agent, status, runs, duration_sum, *item_sums in totals:
+        if not runs:
+            continue
+        runs = int(runs)
+        finished_ms = int(duration_sum or 0) if status != "running" else 0
+        for key in (agent, None):
+            counts[key][status] += runs
+            durations[key] += finished_ms
+            block_items = items[key]
+            for name, value in zip(ITEM_NAMES, item_sums, strict=True):
+                block_items[name] += int(value or 0)
+    buckets = _fold_series(series)
+    hist: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for agent, bucket_index, runs in histograms:
+        hist[agent][int(bucket_index)] += int(runs)
+        hist[None][int(bucket_index)] += int(runs)
+
+    def block(key: Optional[str]) -> dict[str, Any]:
+        out = _summary(counts[key], items[key], durations[key], hist[key])
+        out["buckets"] = buckets.get(key, [])
+        return out
+
+    agents = sorted(k for k, c in counts.items() if k is not None and any(c.values()))
+    return {
+        "since": format_utc(since),
+        "bucket": bucket,
+        "overall": block(None),
+        "agents": {name: block(name) for name in agents},
+    }
+
+
+def _plain_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple]:
+    """The rows of a long read as plain tuples: on SQLite straight from the driver
+    (which takes the same :name parameters), skipping a Row object per row."""
+    if session.get_bind().dialect.name == "sqlite":
+        return session.connection().connection.driver_connection.execute(sql, params).fetchall()
+    return [tuple(row) for row in session.execute(text(sql), params)]
+
+
+def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
+    """Rows (agent, period, status, runs, duration_ms_sum, *items) summed over periods:
+    (agent, status, runs, duration_ms_sum, *items)."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for agent, _period, status, *values in rows:
+        sums = out.get((agent, status))
+        if sums is None:
+            out[(agent, status)] = [int(v or 0) for v in values]
+        else:
+            for i, value in enumerate(values):
+                sums[i] += int(value or 0)
+    return [(agent, status, *values) for (agent, status), values in out.items()]
+
+
+def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[dict[str, Any]]]:
+    """Rows (agent, period, status, runs) in order of period, agent and status, as the
+    bucket list of each agent and, under None, of all agents together."""
+    buckets: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    overall = buckets[None]
+    last_period: Any = object()
+    start = ""
+    overall_counts: dict[str, int] = {}
+    current: dict[str, dict[str, int]] = {}  # each agent's counts in the current period
+    for agent, period, status, runs in series:
+        if period != last_period:
+            start, last_period, current = format_utc(hour_of(period)), period, {}
+            overall_counts = {}
+            overall.append({"start": start, "counts": overall_counts})
+        counts = current.get(agent)
+        if counts is None:
+            counts = current[agent] = {}
+            buckets[agent].append({"start": start, "counts": counts})
+        counts[status] = runs
+        overall_counts[status] = overall_counts.get(status, 0) + runs
+    for bucket in overall:  # statuses arrive sorted per agent; across agents, sort them
+        bucket["counts"] = {status: n for status, n in sorted(bucket["counts"].items()) if n}
+    buckets[None] = [bucket for bucket in overall if bucket["counts"]]
+    return buckets
+
+
+def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
+    """All-time run counts per agent and status, from the all-time grain."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for agent, status, runs in session.execute(
+        text("SELECT agent_name, status, runs FROM run_rollup_totals WHERE runs <> 0")
+    ):
+        out[agent][status] = int(runs)
+    return dict(out)
+
+
+def all_time_histogram(session: Session) -> dict[int, int]:
+    return {
+        int(b): int(n)
+        for b, n in session.execute(
+            text("SELECT bucket, sum(runs) FROM run_rollup_total_durations GROUP BY bucket HAVING sum(runs) <> 0")
+        )
+    }
+
+
+def merge(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for block in counts:
+        for key, value in block.items():
+            out[key] += value
+    return dict(out)

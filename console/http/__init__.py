@@ -1,0 +1,1 @@
+"""What the API and the pages share over HTTP: the request's database, the error shape, bearer auth and rate limits, middleware."""

@@ -1,0 +1,76 @@
+"""Per-request plumbing: request ids, body size limit, security headers."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from console.http.errors import error_response, wants_json
+
+# How much of an oversized body we read and throw away before answering 413, so
+# that the client (which is still sending) receives the answer instead of a reset.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+
+    @app.before_request
+    def assign_request_id():
+        g.request_id = (request.headers.get("X-Request-ID") or "")[:128] or uuid.uuid4().hex
+
+    @app.before_request
+    def refuse_nul_in_url():
+        # PostgreSQL cannot hold U+0000 in text: a NUL in a path or filter would be a
+        # 500 from the driver. No stored value can contain one, so refuse it up front.
+        if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in request.query_string:
+            return _refusal(400, "the URL contains a NUL character (%00), which no stored value can contain")
+        return None
+
+    @app.before_request
+    def refuse_oversized_body():
+        length = request.content_length
+        if length is not None and length > settings.max_body_bytes:
+            _drain(request.environ.get("wsgi.input"), min(length, DRAIN_LIMIT_BYTES))
+            response = _refusal(413, f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes")
+            response.headers["Connection"] = "close"
+            return response
+        return None
+
+    @app.after_request
+    def add_headers(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path.startswith("/docs"):
+            # Swagger UI sets inline styles; only /docs gets this looser policy.
+            policy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+        else:
+            policy = "default-src 'self'; frame-ancestors 'none'"
+        response.headers.setdefault("Content-Security-Policy", policy)
+        return response
+
+
+def _refusal(status: int, detail: str):
+    """An early refusal: JSON on API paths, plain text on pages."""
+    if wants_json():
+        return error_response(status, detail)
+    return current_app.response_class(detail, status=status, mimetype="text/plain")
+
+
+def _drain(stream, limit: int) -> None:
+    if stream is None:
+        return
+    remaining = limit
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(65536, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:
+        pass

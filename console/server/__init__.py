@@ -1,0 +1,1 @@
+"""Serving: gunicorn's settings, the console's worker and its access log."""

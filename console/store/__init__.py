@@ -1,0 +1,1 @@
+"""Storage: engines and sessions, the tables, migrations, SQLite's write lock, the rollups, the insert watermark and the search index."""

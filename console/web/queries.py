@@ -1,0 +1,46 @@
+"""Reads the console pages need that the shared domain does not offer (yet).
+
+Plain functions over a Session, no Flask: the pages call these exactly as they call
+console.domain.runs. Anything here that the domain modules grow an equivalent for moves
+there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from console.domain.runs import RunFilters, filter_conditions
+from console.domain.validation import STATUSES
+from console.store.models import agent_runs
+
+c = agent_runs.c
+
+# The deferred count reads at most this many matching rows, then shows "≥ N".
+COUNT_CAP = 100_000
+
+
+def runs_with_run_id(session: Session, run_id: str, limit: int = 20) -> list[Mapping[str, Any]]:
+    """Runs whose run_id is `run_id` (a parent link names a run_id), newest first."""
+    query = select(agent_runs).where(c.run_id == run_id).order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+    return list(session.execute(query).mappings())
+
+
+def capped_status_counts(
+    session: Session, filters: RunFilters, cap: Optional[int] = None
+) -> tuple[dict[str, int], bool]:
+    """Runs per status for any filter, reading at most `cap` rows; (counts, capped)."""
+    cap = cap or COUNT_CAP
+    inner = select(c.status).where(*filter_conditions(session, filters)).limit(cap).subquery()
+    counts = {s: 0 for s in STATUSES}
+    total = 0
+    for row_status, n in session.execute(select(inner.c.status, func.count()).group_by(inner.c.status)):
+        total += n
+        if row_status in counts:
+            counts[row_status] = n
+    return counts, total >= cap
+
+
