@@ -23,9 +23,15 @@ class SettingsError(ValueError):
 
 
 def default_base_dir(environ: Mapping[str, str], platform: str = sys.platform) -> Path:
-    """Return the base directory by the rule shared with the SDK (API.md "Base directory")."""
-    if environ.get("TELEMETRY_BASE_DIR"):
-        return Path(environ["TELEMETRY_BASE_DIR"]).expanduser()
+    """TELEMETRY_BASE_DIR, else the older tool's AGENT_METRICS_DIR, else the platform's default.
+
+    The SDK's `telemetry.config.default_base_dir` keeps the same rule (the SDK
+    imports nothing of the console); tests/test_base_dir_rule.py runs both against
+    one table of cases.
+    """
+    explicit = environ.get("TELEMETRY_BASE_DIR") or environ.get("AGENT_METRICS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
     in_container = os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
     if in_container and os.path.isdir("/data") and os.access("/data", os.W_OK):
         return Path("/data")

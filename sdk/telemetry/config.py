@@ -5,7 +5,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 logger = logging.getLogger("telemetry")
 
@@ -14,24 +14,33 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def default_base_dir() -> Path:
-    """Return the base directory by the rule shared with the console (without the env var)."""
+def default_base_dir(environ: Optional[Mapping[str, str]] = None, platform: Optional[str] = None) -> Path:
+    """Return TELEMETRY_BASE_DIR, else the legacy AGENT_METRICS_DIR, else the platform's default.
+
+    The console's `console.core.settings.default_base_dir` keeps the same rule;
+    tests/test_base_dir_rule.py runs both against one table of cases.
+    """
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    explicit = environ.get("TELEMETRY_BASE_DIR") or environ.get("AGENT_METRICS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
     in_container = os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
     if in_container and os.path.isdir("/data") and os.access("/data", os.W_OK):
         return Path("/data")
-    if sys.platform == "win32":
-        root = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(root) / "local-telemetry"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "local-telemetry"
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    home = Path(environ.get("HOME") or Path.home())
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "local-telemetry"
+    if platform.startswith("win"):
+        local = environ.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
+        return Path(local) / "local-telemetry"
+    xdg = environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
     return Path(xdg) / "local-telemetry"
 
 
 def resolve_base_dir() -> Path:
-    """Return TELEMETRY_BASE_DIR, else the legacy AGENT_METRICS_DIR, else the default."""
-    explicit = os.environ.get("TELEMETRY_BASE_DIR") or os.environ.get("AGENT_METRICS_DIR")
-    return Path(explicit).expanduser() if explicit else default_base_dir()
+    """The base directory for this process's environment."""
+    return default_base_dir()
 
 
 def _env_bool(name: str, default: bool) -> bool:

@@ -33,7 +33,7 @@ STATUS_ALIASES = {
 }
 COMMIT_SOURCES = ("manual", "llm", "ci")
 
-# Run-record fields a client may set (API.md "The run record"), beyond the five required ones.
+# Run-record fields a client may set (docs/api.md, "The run record"), beyond the five required ones.
 TEXT_FIELDS = frozenset(
     """product product_family platform subdomain website website_section item_name
     input_summary output_summary source_ref target_ref error_summary error_details
@@ -121,7 +121,7 @@ class _Record:
 
 @dataclass
 class RunRecord(_Record):
-    """One agent run, as the older client modelled it (the run record of API.md)."""
+    """One agent run, as the older client modelled it (the run record of docs/api.md)."""
 
     run_id: str
     agent_name: str

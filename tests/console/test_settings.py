@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from console.core.settings import SettingsError, default_base_dir, load_settings
+from console.core.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,15 +30,6 @@ def test_database_url_wins_over_the_path(tmp_path):
     assert not settings.is_sqlite
     assert settings.database_url == "postgresql+psycopg://u:pw@h/db"
     assert settings.db_path is None
-
-
-def test_base_dir_rule_per_platform(tmp_path):
-    env = {"HOME": str(tmp_path)}
-    assert default_base_dir(env, "linux") == tmp_path / ".local" / "share" / "local-telemetry"
-    assert default_base_dir({**env, "XDG_DATA_HOME": "/x"}, "linux") == Path("/x/local-telemetry")
-    assert default_base_dir(env, "darwin") == tmp_path / "Library" / "Application Support" / "local-telemetry"
-    assert default_base_dir({**env, "LOCALAPPDATA": "C:/L"}, "win32") == Path("C:/L/local-telemetry")
-    assert default_base_dir({"TELEMETRY_BASE_DIR": "/b"}, "linux") == Path("/b")
 
 
 @pytest.mark.parametrize(

@@ -218,27 +218,6 @@ def test_legacy_environment_names_are_fallbacks(sdk_env, monkeypatch, tmp_path):
     assert TelemetryConfig.from_env().api_token == "primary"
 
 
-def test_base_dir_rule(monkeypatch, tmp_path):
-    from telemetry import config as cfg
-
-    monkeypatch.delenv("TELEMETRY_BASE_DIR", raising=False)
-    monkeypatch.delenv("AGENT_METRICS_DIR", raising=False)
-    monkeypatch.setattr(cfg.os.path, "exists", lambda p: False)
-    monkeypatch.setattr(cfg.sys, "platform", "linux")
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert cfg.resolve_base_dir() == tmp_path / "xdg" / "local-telemetry"
-    monkeypatch.delenv("XDG_DATA_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert cfg.resolve_base_dir() == tmp_path / ".local" / "share" / "local-telemetry"
-    monkeypatch.setattr(cfg.sys, "platform", "darwin")
-    assert cfg.resolve_base_dir() == tmp_path / "Library" / "Application Support" / "local-telemetry"
-    monkeypatch.setattr(cfg.sys, "platform", "win32")
-    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "lad"))
-    assert cfg.resolve_base_dir() == tmp_path / "lad" / "local-telemetry"
-    monkeypatch.setenv("TELEMETRY_BASE_DIR", str(tmp_path / "explicit"))
-    assert cfg.resolve_base_dir() == tmp_path / "explicit"
-
-
 def test_heartbeats_are_spooled_while_a_run_is_open(sdk_env, monkeypatch):
     from conftest import wait_for
 
