@@ -10,25 +10,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import __version__
-from .delivery import (
-    as_text,
-    backoff_delay,
-    console_error,
-    is_ingest_answer,
-    json_object,
-    parse_retry_after,
-    response_detail,
-)
+from .attempts import LineAttempts, held_lines, probe
+from .deadletters import dead_letter
+from .delivery import ACKED, BAD_BATCH, SERVER_ERROR, IngestConnection, Verdict, as_text, backoff_delay
 from .spool import (
     LOCK_NAME,
     apply_retention,
     count_lines,
-    dead_letter,
     load_cursor,
     read_lines,
     save_cursor,
-    split_glued,
+    sort_lines,
     spool_files,
 )
 
@@ -45,8 +37,8 @@ SENT = "sent"
 WAIT = "wait"
 FAILED = "failed"
 RETRY_NOW = "retry"
-_RETRYABLE_STATUSES = {408, 429}
 _RETENTION_CHECK_SECONDS = 600.0
+PROBE_READ = 8  # lines read per file when looking for lines to probe with
 
 
 def _lock_file(fd: int) -> None:
@@ -70,9 +62,10 @@ class Sender:
         max_backoff: float = 60.0,
         flush_timeout: float = 2.0,
         retention_days: float = 7.0,
+        max_line_attempts: int = 5,
     ):
         self.raw_dir = Path(raw_dir)
-        self.url = api_url.rstrip("/") + "/api/v1/ingest"
+        self.api_url = api_url
         self.token = token
         self.batch_size = max(1, int(batch_size))
         self.batch_seconds = batch_seconds
@@ -80,6 +73,7 @@ class Sender:
         self.max_backoff = max_backoff
         self.flush_timeout = flush_timeout
         self.retention_days = retention_days
+        self.max_line_attempts = max(1, int(max_line_attempts))
         self.delivered = 0
         self.duplicates = 0
         self.rejected = 0
@@ -99,7 +93,8 @@ class Sender:
         self._lock_fd: Optional[int] = None
         self._lock_retry_at = 0.0
         self._files: Dict[str, int] = {}
-        self._session = None
+        self._attempts = LineAttempts()
+        self._conn = IngestConnection(self.api_url, self.token, self.http_timeout)
         self._failures = 0
         self._backoff_until = 0.0
         self._limit = self.batch_size
@@ -156,6 +151,12 @@ class Sender:
                 continue
             total += count_lines(path, start)
         return total
+
+    def held_lines(self) -> List[Dict[str, Any]]:
+        """The lines being retried after failing alone with a 500: file, offset, attempts, answer."""
+        if self._lock_fd is not None:
+            return self._attempts.entries()
+        return held_lines(load_cursor(self.raw_dir))
 
     def flush(self, timeout: float = 5.0) -> int:
         """Deliver now; wait at most `timeout` seconds; return how many lines remain pending."""
@@ -222,7 +223,9 @@ class Sender:
             self._lock_retry_at = now + 1.0
             return False
         self._lock_fd = fd
-        self._files = {k: int(v) for k, v in load_cursor(self.raw_dir)["files"].items()}
+        state = load_cursor(self.raw_dir)
+        self._files = {k: int(v) for k, v in state["files"].items()}
+        self._attempts = LineAttempts(state.get("line_attempts"))
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -245,7 +248,7 @@ class Sender:
 
     # ---- one batch -----------------------------------------------------------------
 
-    def _next_batch(self) -> Optional[Tuple[str, List[Tuple[int, bytes]]]]:
+    def _next_batch(self) -> Optional[Tuple[str, int, List[Tuple[int, bytes]]]]:
         for name in spool_files(self.raw_dir):
             path = self.raw_dir / name
             offset = self._files.get(name, 0)
@@ -256,7 +259,7 @@ class Sender:
                 continue
             lines, _ = read_lines(path, offset, self._limit)
             if lines:
-                return name, lines
+                return name, offset, lines
         return None
 
     def deliver_once(self, urgent: bool = True, timeout: Optional[float] = None) -> Tuple[str, float]:
@@ -265,30 +268,28 @@ class Sender:
         if found is None:
             self._first_seen = None
             return IDLE, 0.0
-        name, lines = found
+        name, start, lines = found
         now = time.monotonic()
         if self._first_seen is None:
             self._first_seen = now
         waited = now - self._first_seen
         if not urgent and len(lines) < self._limit and waited < self.batch_seconds:
             return WAIT, self.batch_seconds - waited
-        good = []
-        torn = []
-        for _, line in lines:
-            body = line.rstrip(b"\r")
-            if not body.strip():
-                continue
-            fragment, body = split_glued(body)
-            if fragment:
-                torn.append(fragment)
-            if body[:1] == b"{" and body[-1:] == b"}":
-                good.append(body)
-            else:
-                torn.append(body)
+        good, torn = sort_lines(start, lines)
         if good:
-            outcome = self._post(good, timeout)
-            if outcome != SENT:
-                return outcome, 0.0
+            verdict = self._conn.post([body for _, body in good], timeout)
+            if verdict.kind == ACKED:
+                self._accept([body for _, body in good], verdict)
+            elif verdict.kind in (BAD_BATCH, SERVER_ERROR) and len(lines) > 1:
+                self._limit = max(1, len(lines) // 2)  # find the line to blame by halving
+                return RETRY_NOW, 0.0
+            elif verdict.kind == BAD_BATCH:
+                self._reject(good[0][1], f"HTTP {verdict.status}: {verdict.detail}", verdict.status)
+            elif verdict.kind == SERVER_ERROR:
+                if not self._failed_alone((name, good[0][0]), good[0][1], verdict, lines[-1][0], timeout):
+                    return FAILED, 0.0
+            else:
+                return self._failed(verdict.detail, verdict.retry_after), 0.0
         for body in torn:
             self._reject(body, "torn line: not a complete JSON object (short write?)", None)
         self._files[name] = lines[-1][0]
@@ -297,39 +298,54 @@ class Sender:
         self._save_state()
         return SENT, 0.0
 
-    def _post(self, good: List[bytes], timeout: Optional[float]) -> str:
-        t = self.http_timeout if timeout is None else max(0.05, min(timeout, self.http_timeout))
-        try:
-            resp = self._get_session().post(
-                self.url,
-                data=b"[" + b",".join(good) + b"]",
-                headers=self._headers(),
-                timeout=(min(3.0, t), t),
-            )
-        except Exception as exc:
-            return self._failed(f"console unreachable: {type(exc).__name__}: {exc}", 0.0)
-        status = resp.status_code
-        answer = json_object(resp)  # parsed once, for whichever branch reads it
-        if 200 <= status < 300:
-            if not is_ingest_answer(answer):
-                body = (resp.text or "")[:200]
-                message = f"HTTP {status} but not the console's ingest answer (is the URL right?): {body}"
-                return self._failed(message, 0.0)  # the lines stay spooled, unacknowledged
-            self._accept(good, answer, status)
-            return SENT
-        detail = response_detail(answer, resp)
-        # 413 from anything (a proxy's body limit too) is answered by smaller batches.
-        if status == 413 or (status in (400, 422) and console_error(answer)):
-            if len(good) > 1:  # find the culprit by halving the batch
-                self._limit = max(1, len(good) // 2)
-                return RETRY_NOW
-            self._reject(good[0], f"HTTP {status}: {detail}", status)
-            return SENT
-        return self._failed(
-            f"HTTP {status} from ingest: {detail}", parse_retry_after(resp.headers.get("Retry-After"))
-        )
+    def _failed_alone(self, key, line: bytes, verdict: Verdict, end: int, timeout: Optional[float]) -> bool:
+        """A line failed alone with a 500: count it only if the console accepts the lines after it.
 
-    def _accept(self, good: List[bytes], answer: Dict[str, Any], status: int) -> None:
+        Return True when the line was dead-lettered (the cursor may pass it).
+        """
+        answer = f"HTTP {verdict.status}: {verdict.detail}"
+        accepted, also_failed = probe(
+            lambda body: self._conn.post(body, timeout), self._lines_after(key[0], end)
+        )
+        if accepted is None:
+            self._failed(
+                f"{answer} (and no later line was accepted: the console is failing, not the line)",
+                verdict.retry_after,
+            )
+            return False
+        self._count(accepted.answer)
+        for other, other_verdict in also_failed:
+            self._attempts.count(other, f"HTTP {other_verdict.status}: {other_verdict.detail}")
+        attempts = self._attempts.count(key, answer)
+        if attempts >= self.max_line_attempts:
+            self._attempts.forget(key)
+            self._reject(
+                line,
+                f"{answer} (failed alone on each of {attempts} attempt(s) while other lines were accepted)",
+                verdict.status,
+            )
+            return True
+        delay = backoff_delay(attempts, self.max_backoff)
+        self._backoff_until = time.monotonic() + delay
+        self.last_error = (
+            f"a line failed alone ({attempts} of {self.max_line_attempts} attempts) "
+            f"while other lines were accepted: {answer}"
+        )
+        logger.warning("telemetry: %s; retrying in %.1fs", self.last_error[:300], delay)
+        self._save_state()
+        return False
+
+    def _lines_after(self, name: str, end: int):
+        """Yield ((file, start offset), line) for the lines to post after the line ending at `end`."""
+        names = spool_files(self.raw_dir)
+        for later in names[names.index(name) :] if name in names else []:
+            offset = end if later == name else self._files.get(later, 0)
+            lines, _ = read_lines(self.raw_dir / later, offset, PROBE_READ)
+            for start, body in sort_lines(offset, lines)[0]:
+                yield (later, start), body
+
+    def _accept(self, good: List[bytes], verdict: Verdict) -> None:
+        answer = verdict.answer
         rejected = answer.get("rejected") or []
         for item in rejected:
             try:
@@ -337,7 +353,10 @@ class Sender:
                 line = good[index]
             except (AttributeError, TypeError, ValueError, IndexError):
                 continue
-            self._reject(line, as_text(item.get("detail")), status)
+            self._reject(line, as_text(item.get("detail")), verdict.status)
+        self._count(answer)
+
+    def _count(self, answer: Dict[str, Any]) -> None:
         self.delivered += answer["accepted"]
         self.duplicates += answer.get("duplicates", 0)
         self.batches += 1
@@ -360,22 +379,10 @@ class Sender:
         self._save_state()
         return FAILED
 
-    def _headers(self) -> Dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": f"local-telemetry-sdk/{__version__}"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        return headers
-
-    def _get_session(self):
-        if self._session is None:
-            import requests  # imported here: `import telemetry` stays light
-
-            self._session = requests.Session()
-        return self._session
-
     def _save_state(self) -> None:
         state = {
             "files": self._files,
+            "line_attempts": self._attempts.state(self._files),
             "updated_at": datetime.now(timezone.utc).isoformat(),
             "last_success_at": self.last_success_at,
             "last_error": self.last_error,

@@ -246,46 +246,17 @@ def count_lines(path: Path, start: int = 0, end: Optional[int] = None) -> int:
 
 
 def spool_counts(raw_dir: Path) -> Dict[str, int]:
-    """Return pending, delivered and rejected line counts of a spool directory."""
+    """Return the pending and delivered line counts of a spool directory."""
     raw_dir = Path(raw_dir)
     offsets = load_cursor(raw_dir)["files"]
-    pending = delivered = rejected = 0
+    pending = delivered = 0
     for name in spool_files(raw_dir):
         offset = int(offsets.get(name, 0))
         delivered += count_lines(raw_dir / name, 0, offset)
         pending += count_lines(raw_dir / name, offset)
         # A last line without its newline is pending too, until it is delivered or reported.
         pending += 1 if _has_unfinished_tail(raw_dir / name, offset) else 0
-    try:
-        names = os.listdir(raw_dir)
-    except OSError:
-        names = []
-    for name in names:
-        if name.startswith(REJECTED_PREFIX) and name.endswith(".ndjson"):
-            rejected += count_lines(raw_dir / name)
-    return {"pending": pending, "delivered": delivered, "rejected": rejected}
-
-
-def dead_letter(raw_dir: Path, line: bytes, reason: str, status: Optional[int] = None) -> bool:
-    """Append a rejected line with its reason to {raw}/rejected_YYYYMMDD.ndjson."""
-    now = datetime.now(timezone.utc)
-    record = {
-        "rejected_at": now.isoformat(),
-        "reason": reason,
-        "http_status": status,
-        "line": line.decode("utf-8", "replace"),
-    }
-    path = Path(raw_dir) / f"{REJECTED_PREFIX}{now:%Y%m%d}.ndjson"
-    try:
-        fd = os.open(str(path), _OPEN_FLAGS, 0o644)
-        try:
-            os.write(fd, (_json(record) + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
-        return True
-    except OSError as exc:
-        logger.error("telemetry: cannot write dead letter %s: %s", path, exc)
-        return False
+    return {"pending": pending, "delivered": delivered}
 
 
 def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List[str]:
@@ -322,16 +293,36 @@ def split_glued(body: bytes) -> Tuple[bytes, bytes]:
     find.
     """
     start = body.find(LINE_START, 1)
-    if start < 0 or _is_spool_line(body):
+    if start < 0 or is_spool_line(body):
         return b"", body
     while start >= 0:  # the line start may also stand inside a payload: try each
-        if _is_spool_line(body[start:]):
+        if is_spool_line(body[start:]):
             return body[:start], body[start:]
         start = body.find(LINE_START, start + 1)
     return b"", body
 
 
-def _is_spool_line(body: bytes) -> bool:
+def sort_lines(start: int, lines: List[Tuple[int, bytes]]) -> Tuple[List[Tuple[int, bytes]], List[bytes]]:
+    """Split lines read from `start` (`read_lines`) into lines to post, as (start offset,
+    body), and torn lines, which go to the dead letters. Blank lines are neither."""
+    good: List[Tuple[int, bytes]] = []
+    torn: List[bytes] = []
+    for end, line in lines:
+        body = line.rstrip(b"\r")
+        if body.strip():
+            fragment, body = split_glued(body)
+            if fragment:
+                torn.append(fragment)
+            if body[:1] == b"{" and body[-1:] == b"}":
+                good.append((start, body))
+            else:
+                torn.append(body)
+        start = end
+    return good, torn
+
+
+def is_spool_line(body: bytes) -> bool:
+    """True when `body` parses as a spool line (an object with an id and a kind)."""
     try:
         value = json.loads(body)
     except ValueError:
