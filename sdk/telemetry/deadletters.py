@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .spool import REJECTED_PREFIX, SpoolWriter, count_lines, is_spool_line
+from .spool import NOFOLLOW, REJECTED_PREFIX, SpoolWriter, count_lines, is_spool_line
 
 try:
     import fcntl
@@ -17,7 +17,7 @@ except ImportError:  # Windows: no lock; a replay there may race a sender writin
 
 logger = logging.getLogger("telemetry")
 
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | NOFOLLOW | getattr(os, "O_BINARY", 0)
 
 
 def dead_letter_files(raw_dir: Path) -> List[Path]:

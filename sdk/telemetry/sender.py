@@ -15,9 +15,11 @@ from .deadletters import dead_letter
 from .delivery import ACKED, BAD_BATCH, SERVER_ERROR, IngestConnection, Verdict, as_text, backoff_delay
 from .spool import (
     LOCK_NAME,
+    NOFOLLOW,
     apply_retention,
     count_lines,
     load_cursor,
+    make_private_dir,
     read_lines,
     save_cursor,
     sort_lines,
@@ -214,8 +216,8 @@ class Sender:
             return False
         fd = None
         try:
-            self.raw_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(str(self.raw_dir / LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+            make_private_dir(self.raw_dir)
+            fd = os.open(str(self.raw_dir / LOCK_NAME), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
             _lock_file(fd)
         except OSError:
             if fd is not None:

@@ -4,6 +4,7 @@ import errno
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,10 @@ REJECTED_PREFIX = "rejected_"
 CURSOR_NAME = "cursor.json"
 LOCK_NAME = ".sender.lock"
 _write = os.write  # the one write per record; tests replace it to inject ENOSPC
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+# Files the SDK creates are its user's only (0600, directories 0700; the umask may
+# make them stricter), and it never writes or reads its state through a symlink.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | getattr(os, "O_BINARY", 0)
 _RETRY_OPEN_SECONDS = 5.0
 
 
@@ -110,8 +114,8 @@ class SpoolWriter:
             if now < self._retry_at:
                 return None
             try:
-                self.raw_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(str(self.raw_dir / f"{EVENTS_PREFIX}{day}.ndjson"), _OPEN_FLAGS, 0o644)
+                make_private_dir(self.raw_dir)
+                fd = os.open(str(self.raw_dir / f"{EVENTS_PREFIX}{day}.ndjson"), _OPEN_FLAGS, 0o600)
             except OSError as exc:
                 self._retry_at = now + _RETRY_OPEN_SECONDS
                 self.last_error = f"cannot open spool in {self.raw_dir}: {exc}"
@@ -145,10 +149,32 @@ def spool_files(raw_dir: Path) -> List[str]:
     return sorted(n for n in names if n.startswith(EVENTS_PREFIX) and n.endswith(".ndjson"))
 
 
+def open_spool(path: Path):
+    """Open a spool file to read, refusing a symlink (it would send another file's content)."""
+    return open(os.open(str(path), os.O_RDONLY | NOFOLLOW | getattr(os, "O_BINARY", 0)), "rb")
+
+
+def make_private_dir(path: Path) -> None:
+    """Create a directory and its missing parents with mode 0700."""
+    missing = []
+    path = Path(path)
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+
+
 def load_cursor(raw_dir: Path) -> dict:
     """Return the saved cursor state ({"files": {name: offset}, ...}); empty when missing."""
     try:
-        with open(Path(raw_dir) / CURSOR_NAME, encoding="utf-8") as fh:
+        fd = os.open(str(Path(raw_dir) / CURSOR_NAME), os.O_RDONLY | NOFOLLOW)
+        with open(fd, encoding="utf-8") as fh:
             state = json.load(fh)
         if isinstance(state, dict) and isinstance(state.get("files"), dict):
             return state
@@ -158,12 +184,18 @@ def load_cursor(raw_dir: Path) -> dict:
 
 
 def save_cursor(raw_dir: Path, state: dict) -> None:
-    """Write the cursor state atomically (temp file, then rename)."""
-    path = Path(raw_dir) / CURSOR_NAME
-    tmp = path.with_name(f".{CURSOR_NAME}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, separators=(",", ":"))
-    os.replace(tmp, path)
+    """Write the cursor state atomically (a new temporary file of an unpredictable name, then rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{CURSOR_NAME}.", suffix=".tmp", dir=raw_dir)
+    try:
+        with open(fd, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, separators=(",", ":"))
+        os.replace(tmp, Path(raw_dir) / CURSOR_NAME)  # replaces a symlink there, never writes through it
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_lines(
@@ -171,7 +203,7 @@ def read_lines(
 ) -> Tuple[List[Tuple[int, bytes]], int]:
     """Return up to `limit` complete lines after `offset` as (end_offset, line) and the new offset."""
     try:
-        with open(path, "rb") as fh:
+        with open_spool(path) as fh:
             fh.seek(offset)
             chunk = fh.read(max_bytes)
     except OSError:
@@ -214,7 +246,7 @@ def tail_is_abandoned(path: Path, now: Optional[float] = None) -> bool:
 
 def _has_unfinished_tail(path: Path, offset: int) -> bool:
     try:
-        with open(path, "rb") as fh:
+        with open_spool(path) as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             if size <= offset:
@@ -229,7 +261,7 @@ def count_lines(path: Path, start: int = 0, end: Optional[int] = None) -> int:
     """Return the number of complete lines between two offsets of a file."""
     total = 0
     try:
-        with open(path, "rb") as fh:
+        with open_spool(path) as fh:
             fh.seek(start)
             remaining = None if end is None else max(0, end - start)
             while remaining is None or remaining > 0:
