@@ -32,7 +32,7 @@ def parse_retry_after(value: Optional[str]) -> float:
 
 def backoff_delay(failures: int, cap: float = 60.0) -> float:
     """Return the wait before retry number `failures` (1, 2, 4 … cap seconds, with jitter)."""
-    base = min(cap, 2.0 ** max(0, failures - 1))
+    base = min(cap, 2.0 ** min(max(0, failures - 1), 64))  # a float overflows past 2**1023
     return min(cap, base * random.uniform(0.8, 1.2))
 
 

@@ -194,7 +194,7 @@ def test_retention_removes_only_delivered_old_files(tmp_path):
 
 
 def test_backoff_schedule_and_retry_after_parsing():
-    for failures, base in [(1, 1), (2, 2), (3, 4), (7, 60), (30, 60)]:
+    for failures, base in [(1, 1), (2, 2), (3, 4), (7, 60), (30, 60), (5000, 60)]:  # an outage of days
         assert 0.8 * base <= backoff_delay(failures, 60) <= min(60, 1.2 * base)
     assert parse_retry_after("7") == 7
     assert parse_retry_after(None) == 0 and parse_retry_after("soon") == 0
