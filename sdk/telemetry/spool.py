@@ -205,7 +205,7 @@ def read_lines(
     try:
         with open_spool(path) as fh:
             fh.seek(offset)
-            chunk = fh.read(max_bytes)
+            chunk, eof = _read_enough(fh, limit, max_bytes)
     except OSError:
         return [], offset
     out: List[Tuple[int, bytes]] = []
@@ -218,13 +218,32 @@ def read_lines(
             # in which case it is a torn line (a crash or a full disk mid-write) and
             # is handed on, so that the sender reports it instead of waiting forever.
             tail = chunk[pos:]
-            if tail.strip() and len(chunk) < max_bytes and tail_is_abandoned(path):
+            if tail.strip() and eof and tail_is_abandoned(path):
                 out.append((offset + len(chunk), tail))
                 pos = len(chunk)
             break
         out.append((offset + nl + 1, chunk[pos:nl]))
         pos = nl + 1
     return out, offset + pos
+
+
+def _read_enough(fh, limit: int, max_bytes: int) -> Tuple[bytes, bool]:
+    """Read blocks until `limit` lines, the end of the file or `max_bytes`: a batch of a
+    large backlog costs the batch, not the backlog. Return (bytes, whether the end was reached)."""
+    parts: List[bytes] = []
+    size = lines = 0
+    block = 64 << 10
+    while size < max_bytes:
+        part = fh.read(min(block, max_bytes - size))
+        if not part:
+            return b"".join(parts), True
+        parts.append(part)
+        size += len(part)
+        lines += part.count(b"\n")
+        if lines >= limit:
+            break
+        block *= 2
+    return b"".join(parts), False
 
 
 # A line without its newline this long after the file last changed was torn.
