@@ -1,4 +1,4 @@
-"""`telemetry` command: status, sync, tail, import."""
+"""`telemetry` command: status, sync, replay-dead-letters, tail, import."""
 
 import argparse
 import json
@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from .attempts import held_lines
 from .config import TelemetryConfig
+from .deadletters import count_dead_letters, last_dead_letter, replay_dead_letters
 from .sender import Sender
 from .spool import SpoolWriter, load_cursor, spool_counts, spool_files, utc_day
 
@@ -40,6 +42,7 @@ def _sender(config: TelemetryConfig) -> Sender:
         max_backoff=config.max_backoff,
         flush_timeout=0,
         retention_days=config.retention_days,
+        max_line_attempts=config.max_line_attempts,
     )
 
 
@@ -60,6 +63,9 @@ def cmd_status(config: TelemetryConfig, args) -> int:
         "api_url": config.api_url,
         "console_reachable": reachable,
         **counts,
+        "rejected": count_dead_letters(config.ndjson_dir),
+        "last_dead_letter": last_dead_letter(config.ndjson_dir),
+        "held_lines": held_lines(state),
         "last_success_at": state.get("last_success_at"),
         "last_error": state.get("last_error"),
     }
@@ -67,7 +73,10 @@ def cmd_status(config: TelemetryConfig, args) -> int:
         print(json.dumps(report, indent=2))
     else:
         for key, value in report.items():
-            print(f"{key:18} {value if value is not None else '-'}")
+            shown = (
+                "-" if value in (None, []) else value if isinstance(value, (str, int)) else json.dumps(value)
+            )
+            print(f"{key:18} {shown}")
     return EXIT_OK
 
 
@@ -92,6 +101,26 @@ def cmd_sync(config: TelemetryConfig, args) -> int:
         f"({sender.duplicates} already known); nothing pending"
     )
     return EXIT_OK
+
+
+def cmd_replay(config: TelemetryConfig, args) -> int:
+    """Put the dead-lettered lines back in the spool and sync; 0 when all were delivered."""
+    writer = SpoolWriter(config.ndjson_dir, fsync=True)
+    try:
+        replayed, kept = replay_dead_letters(
+            config.ndjson_dir, writer, time.strftime("%Y%m%d", time.gmtime())
+        )
+    except OSError as exc:
+        print(f"telemetry: cannot replay the dead letters: {exc}", file=sys.stderr)
+        return EXIT_PENDING
+    finally:
+        writer.close()
+    print(
+        f"telemetry: {replayed} dead-lettered line(s) back in the spool; "
+        f"{kept} torn line(s) stay in the dead letters"
+    )
+    code = cmd_sync(config, args)
+    return EXIT_PENDING if code == EXIT_OK and count_dead_letters(config.ndjson_dir) > kept else code
 
 
 def format_line(raw: bytes) -> str:
@@ -187,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="deliver pending records now (exit 0: none left, 1: some left)")
     p.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds")
     p.set_defaults(func=cmd_sync)
+    p = sub.add_parser(
+        "replay-dead-letters", help="send the dead-lettered lines again (exit 0: all delivered)"
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="give up syncing after this long")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("tail", help="follow the spool, human-readable")
     p.add_argument("-n", "--lines", type=int, default=10, help="lines of history to show first")
     p.add_argument("--no-follow", dest="follow", action="store_false", help="print and exit")
@@ -213,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(config, args)
     except KeyboardInterrupt:
-        return EXIT_PENDING if args.command in ("sync", "import") else EXIT_OK
+        return EXIT_PENDING if args.command in ("sync", "import", "replay-dead-letters") else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from time import monotonic
 from typing import Any, Dict, Optional, Tuple
 
 from .config import TelemetryConfig
+from .deadletters import count_dead_letters, last_dead_letter
 from .models import (
     COUNTER_FIELDS,
     IGNORED_FIELDS,
@@ -51,6 +52,7 @@ def shared_sender(config: TelemetryConfig) -> Sender:
                 max_backoff=config.max_backoff,
                 flush_timeout=config.flush_timeout,
                 retention_days=config.retention_days,
+                max_line_attempts=config.max_line_attempts,
             )
         return sender
 
@@ -287,6 +289,9 @@ class TelemetryClient:
             "delivered": sender.delivered if sender else 0,
             "duplicates": sender.duplicates if sender else 0,
             "rejected": sender.rejected if sender else 0,
+            "dead_letters": count_dead_letters(self.config.ndjson_dir) if sender else 0,
+            "last_dead_letter": last_dead_letter(self.config.ndjson_dir) if sender else None,
+            "held_lines": sender.held_lines() if sender else [],
             "sender_active": bool(sender and sender.holds_lock()),
             "in_backoff": bool(sender and sender.in_backoff()),
             "last_success_at": sender.last_success_at if sender else None,

@@ -100,6 +100,7 @@ class TelemetryConfig:
     batch_seconds: float = 1.0
     http_timeout: float = 10.0
     max_backoff: float = 60.0
+    max_line_attempts: int = 5
 
     @property
     def base_dir(self) -> Path:
@@ -137,6 +138,7 @@ class TelemetryConfig:
             heartbeat_seconds=_env_float("TELEMETRY_HEARTBEAT_SECONDS", 30.0),
             retention_days=_env_float("TELEMETRY_SPOOL_RETENTION_DAYS", 7.0),
             git_detect=_env_bool("TELEMETRY_GIT_DETECT", True),
+            max_line_attempts=int(_env_float("TELEMETRY_MAX_LINE_ATTEMPTS", 5, minimum=1)),
         )
 
     def __str__(self) -> str:

@@ -1,10 +1,18 @@
-"""How the sender reads the console's answers: when to retry, and what an error says."""
+"""Posting a batch to the console's ingest endpoint, and what its answer means for the lines."""
 
 import json
 import random
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from . import __version__
+
+# What an answer says about the batch that was posted (Verdict.kind).
+ACKED = "acked"  # the console's ingest answer: the lines are applied or rejected one by one
+BAD_BATCH = "bad_batch"  # 413 from anything, or the console's 400/422: a line breaks the batch
+SERVER_ERROR = "server_error"  # 500: maybe one line the console cannot handle, maybe an outage
+RETRY = "retry"  # an outage or a configuration problem: the lines are not to blame
 
 
 def parse_retry_after(value: Optional[str]) -> float:
@@ -24,7 +32,7 @@ def parse_retry_after(value: Optional[str]) -> float:
 
 def backoff_delay(failures: int, cap: float = 60.0) -> float:
     """Return the wait before retry number `failures` (1, 2, 4 … cap seconds, with jitter)."""
-    base = min(cap, 2.0 ** max(0, failures - 1))
+    base = min(cap, 2.0 ** min(max(0, failures - 1), 64))  # a float overflows past 2**1023
     return min(cap, base * random.uniform(0.8, 1.2))
 
 
@@ -70,3 +78,69 @@ def is_ingest_answer(answer: Optional[Dict[str, Any]]) -> bool:
         and type(answer.get("duplicates", 0)) is int
         and isinstance(answer.get("rejected", []), list)
     )
+
+
+class Verdict(NamedTuple):
+    kind: str
+    status: Optional[int]  # None when no answer came
+    detail: str  # the console's answer (or the error) as text
+    answer: Optional[Dict[str, Any]] = None  # the ingest answer of an ACKED verdict
+    retry_after: float = 0.0
+
+
+def judge(status: int, answer: Optional[Dict[str, Any]], resp) -> Verdict:
+    """Sort an HTTP answer to a batch into a Verdict."""
+    if 200 <= status < 300:
+        if is_ingest_answer(answer):
+            return Verdict(ACKED, status, "", answer)
+        body = (resp.text or "")[:200]
+        return Verdict(
+            RETRY, status, f"HTTP {status} but not the console's ingest answer (is the URL right?): {body}"
+        )
+    detail = response_detail(answer, resp)
+    # 413 from anything (a proxy's body limit too) is answered by smaller batches.
+    if status == 413 or (status in (400, 422) and console_error(answer)):
+        return Verdict(BAD_BATCH, status, detail)
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    if status == 500:
+        return Verdict(SERVER_ERROR, status, detail, None, retry_after)
+    # 502/503/504 come from a proxy or a console that is down or busy, 401/404/429 from
+    # the setup or the load: never the lines' fault.
+    return Verdict(RETRY, status, f"HTTP {status} from ingest: {detail}", None, retry_after)
+
+
+class IngestConnection:
+    """One keep-alive connection to POST /api/v1/ingest."""
+
+    def __init__(self, api_url: str, token: Optional[str], http_timeout: float):
+        self.url = api_url.rstrip("/") + "/api/v1/ingest"
+        self.token = token
+        self.http_timeout = http_timeout
+        self._session = None
+
+    def post(self, lines: List[bytes], timeout: Optional[float] = None) -> Verdict:
+        """Post lines (as the bytes on disk) as one JSON array; never raises."""
+        t = self.http_timeout if timeout is None else max(0.05, min(timeout, self.http_timeout))
+        try:
+            resp = self._get_session().post(
+                self.url,
+                data=b"[" + b",".join(lines) + b"]",
+                headers=self._headers(),
+                timeout=(min(3.0, t), t),
+            )
+        except Exception as exc:
+            return Verdict(RETRY, None, f"console unreachable: {type(exc).__name__}: {exc}")
+        return judge(resp.status_code, json_object(resp), resp)
+
+    def _headers(self) -> Dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": f"local-telemetry-sdk/{__version__}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _get_session(self):
+        if self._session is None:
+            import requests  # imported here: `import telemetry` stays light
+
+            self._session = requests.Session()
+        return self._session

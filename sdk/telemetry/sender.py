@@ -1,4 +1,4 @@
-"""The background sender: spool → POST /api/v1/ingest, one lock holder per base dir."""
+"""The background sender: its thread, the base dir's lock, flush, delivery at exit and after fork."""
 
 import atexit
 import logging
@@ -6,29 +6,18 @@ import os
 import threading
 import time
 import weakref
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from . import __version__
-from .delivery import (
-    as_text,
-    backoff_delay,
-    console_error,
-    is_ingest_answer,
-    json_object,
-    parse_retry_after,
-    response_detail,
-)
+from .attempts import LineAttempts, held_lines
+from .batches import FAILED, IDLE, WAIT, BatchDelivery
 from .spool import (
     LOCK_NAME,
+    NOFOLLOW,
     apply_retention,
     count_lines,
-    dead_letter,
     load_cursor,
-    read_lines,
-    save_cursor,
-    split_glued,
+    make_private_dir,
     spool_files,
 )
 
@@ -40,12 +29,6 @@ except ImportError:  # Windows
 
 logger = logging.getLogger("telemetry")
 
-IDLE = "idle"
-SENT = "sent"
-WAIT = "wait"
-FAILED = "failed"
-RETRY_NOW = "retry"
-_RETRYABLE_STATUSES = {408, 429}
 _RETENTION_CHECK_SECONDS = 600.0
 
 
@@ -56,8 +39,8 @@ def _lock_file(fd: int) -> None:
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
 
 
-class Sender:
-    """Deliver the spool of one base dir to the console's ingest endpoint."""
+class Sender(BatchDelivery):
+    """Deliver the spool of one base dir from a daemon thread; one process per base dir holds its lock."""
 
     def __init__(
         self,
@@ -70,22 +53,13 @@ class Sender:
         max_backoff: float = 60.0,
         flush_timeout: float = 2.0,
         retention_days: float = 7.0,
+        max_line_attempts: int = 5,
     ):
-        self.raw_dir = Path(raw_dir)
-        self.url = api_url.rstrip("/") + "/api/v1/ingest"
-        self.token = token
-        self.batch_size = max(1, int(batch_size))
-        self.batch_seconds = batch_seconds
-        self.http_timeout = http_timeout
-        self.max_backoff = max_backoff
+        super().__init__(
+            raw_dir, api_url, token, batch_size, batch_seconds, http_timeout, max_backoff, max_line_attempts
+        )
         self.flush_timeout = flush_timeout
         self.retention_days = retention_days
-        self.delivered = 0
-        self.duplicates = 0
-        self.rejected = 0
-        self.batches = 0
-        self.last_error: Optional[str] = None
-        self.last_success_at: Optional[str] = None
         self._reset_process_state()
         atexit.register(_exit_hook, weakref.ref(self))
 
@@ -98,12 +72,7 @@ class Sender:
         self._urgent_guard = threading.Lock()
         self._lock_fd: Optional[int] = None
         self._lock_retry_at = 0.0
-        self._files: Dict[str, int] = {}
-        self._session = None
-        self._failures = 0
-        self._backoff_until = 0.0
-        self._limit = self.batch_size
-        self._first_seen: Optional[float] = None
+        self._reset_delivery_state()
         self._retention_at = 0.0
         self._exiting = False
 
@@ -156,6 +125,12 @@ class Sender:
                 continue
             total += count_lines(path, start)
         return total
+
+    def held_lines(self) -> List[Dict[str, Any]]:
+        """The lines being retried after failing alone with a 500: file, offset, attempts, answer."""
+        if self._lock_fd is not None:
+            return self._attempts.entries()
+        return held_lines(load_cursor(self.raw_dir))
 
     def flush(self, timeout: float = 5.0) -> int:
         """Deliver now; wait at most `timeout` seconds; return how many lines remain pending."""
@@ -213,8 +188,8 @@ class Sender:
             return False
         fd = None
         try:
-            self.raw_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(str(self.raw_dir / LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+            make_private_dir(self.raw_dir)
+            fd = os.open(str(self.raw_dir / LOCK_NAME), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
             _lock_file(fd)
         except OSError:
             if fd is not None:
@@ -222,7 +197,9 @@ class Sender:
             self._lock_retry_at = now + 1.0
             return False
         self._lock_fd = fd
-        self._files = {k: int(v) for k, v in load_cursor(self.raw_dir)["files"].items()}
+        state = load_cursor(self.raw_dir)
+        self._files = {k: int(v) for k, v in state["files"].items()}
+        self._attempts = LineAttempts(state.get("line_attempts"))
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -242,148 +219,6 @@ class Sender:
                 os.close(fd)
             except OSError:
                 pass
-
-    # ---- one batch -----------------------------------------------------------------
-
-    def _next_batch(self) -> Optional[Tuple[str, List[Tuple[int, bytes]]]]:
-        for name in spool_files(self.raw_dir):
-            path = self.raw_dir / name
-            offset = self._files.get(name, 0)
-            try:
-                if path.stat().st_size <= offset:
-                    continue
-            except OSError:
-                continue
-            lines, _ = read_lines(path, offset, self._limit)
-            if lines:
-                return name, lines
-        return None
-
-    def deliver_once(self, urgent: bool = True, timeout: Optional[float] = None) -> Tuple[str, float]:
-        """Post one batch (the caller holds the lock); return (outcome, seconds to wait)."""
-        found = self._next_batch()
-        if found is None:
-            self._first_seen = None
-            return IDLE, 0.0
-        name, lines = found
-        now = time.monotonic()
-        if self._first_seen is None:
-            self._first_seen = now
-        waited = now - self._first_seen
-        if not urgent and len(lines) < self._limit and waited < self.batch_seconds:
-            return WAIT, self.batch_seconds - waited
-        good = []
-        torn = []
-        for _, line in lines:
-            body = line.rstrip(b"\r")
-            if not body.strip():
-                continue
-            fragment, body = split_glued(body)
-            if fragment:
-                torn.append(fragment)
-            if body[:1] == b"{" and body[-1:] == b"}":
-                good.append(body)
-            else:
-                torn.append(body)
-        if good:
-            outcome = self._post(good, timeout)
-            if outcome != SENT:
-                return outcome, 0.0
-        for body in torn:
-            self._reject(body, "torn line: not a complete JSON object (short write?)", None)
-        self._files[name] = lines[-1][0]
-        self._first_seen = (now - self.batch_seconds) if len(lines) >= self._limit else None
-        self._limit = min(self.batch_size, self._limit * 2)
-        self._save_state()
-        return SENT, 0.0
-
-    def _post(self, good: List[bytes], timeout: Optional[float]) -> str:
-        t = self.http_timeout if timeout is None else max(0.05, min(timeout, self.http_timeout))
-        try:
-            resp = self._get_session().post(
-                self.url,
-                data=b"[" + b",".join(good) + b"]",
-                headers=self._headers(),
-                timeout=(min(3.0, t), t),
-            )
-        except Exception as exc:
-            return self._failed(f"console unreachable: {type(exc).__name__}: {exc}", 0.0)
-        status = resp.status_code
-        answer = json_object(resp)  # parsed once, for whichever branch reads it
-        if 200 <= status < 300:
-            if not is_ingest_answer(answer):
-                body = (resp.text or "")[:200]
-                message = f"HTTP {status} but not the console's ingest answer (is the URL right?): {body}"
-                return self._failed(message, 0.0)  # the lines stay spooled, unacknowledged
-            self._accept(good, answer, status)
-            return SENT
-        detail = response_detail(answer, resp)
-        # 413 from anything (a proxy's body limit too) is answered by smaller batches.
-        if status == 413 or (status in (400, 422) and console_error(answer)):
-            if len(good) > 1:  # find the culprit by halving the batch
-                self._limit = max(1, len(good) // 2)
-                return RETRY_NOW
-            self._reject(good[0], f"HTTP {status}: {detail}", status)
-            return SENT
-        return self._failed(
-            f"HTTP {status} from ingest: {detail}", parse_retry_after(resp.headers.get("Retry-After"))
-        )
-
-    def _accept(self, good: List[bytes], answer: Dict[str, Any], status: int) -> None:
-        rejected = answer.get("rejected") or []
-        for item in rejected:
-            try:
-                index = int(item.get("index"))
-                line = good[index]
-            except (AttributeError, TypeError, ValueError, IndexError):
-                continue
-            self._reject(line, as_text(item.get("detail")), status)
-        self.delivered += answer["accepted"]
-        self.duplicates += answer.get("duplicates", 0)
-        self.batches += 1
-        self._failures = 0
-        self._backoff_until = 0.0
-        self.last_success_at = datetime.now(timezone.utc).isoformat()
-
-    def _reject(self, line: bytes, reason: str, status: Optional[int]) -> None:
-        self.rejected += 1
-        logger.warning("telemetry: console rejected a record (dead-lettered): %s", reason[:300])
-        dead_letter(self.raw_dir, line, reason, status)
-
-    def _failed(self, message: str, retry_after: float) -> str:
-        self._failures += 1
-        delay = max(backoff_delay(self._failures, self.max_backoff), retry_after)
-        self._backoff_until = time.monotonic() + delay
-        if message != self.last_error:
-            logger.warning("telemetry: delivery failed (%s); retrying in %.1fs", message, delay)
-        self.last_error = message
-        self._save_state()
-        return FAILED
-
-    def _headers(self) -> Dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": f"local-telemetry-sdk/{__version__}"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        return headers
-
-    def _get_session(self):
-        if self._session is None:
-            import requests  # imported here: `import telemetry` stays light
-
-            self._session = requests.Session()
-        return self._session
-
-    def _save_state(self) -> None:
-        state = {
-            "files": self._files,
-            "updated_at": datetime.now(timezone.utc).isoformat(),
-            "last_success_at": self.last_success_at,
-            "last_error": self.last_error,
-        }
-        try:
-            save_cursor(self.raw_dir, state)
-        except OSError as exc:
-            self.last_error = f"cannot save cursor: {exc}"
 
     def _maybe_apply_retention(self) -> None:
         now = time.monotonic()

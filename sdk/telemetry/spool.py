@@ -4,6 +4,7 @@ import errno
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,10 @@ REJECTED_PREFIX = "rejected_"
 CURSOR_NAME = "cursor.json"
 LOCK_NAME = ".sender.lock"
 _write = os.write  # the one write per record; tests replace it to inject ENOSPC
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+# Files the SDK creates are its user's only (0600, directories 0700; the umask may
+# make them stricter), and it never writes or reads its state through a symlink.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | getattr(os, "O_BINARY", 0)
 _RETRY_OPEN_SECONDS = 5.0
 
 
@@ -110,8 +114,8 @@ class SpoolWriter:
             if now < self._retry_at:
                 return None
             try:
-                self.raw_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(str(self.raw_dir / f"{EVENTS_PREFIX}{day}.ndjson"), _OPEN_FLAGS, 0o644)
+                make_private_dir(self.raw_dir)
+                fd = os.open(str(self.raw_dir / f"{EVENTS_PREFIX}{day}.ndjson"), _OPEN_FLAGS, 0o600)
             except OSError as exc:
                 self._retry_at = now + _RETRY_OPEN_SECONDS
                 self.last_error = f"cannot open spool in {self.raw_dir}: {exc}"
@@ -145,10 +149,32 @@ def spool_files(raw_dir: Path) -> List[str]:
     return sorted(n for n in names if n.startswith(EVENTS_PREFIX) and n.endswith(".ndjson"))
 
 
+def open_spool(path: Path):
+    """Open a spool file to read, refusing a symlink (it would send another file's content)."""
+    return open(os.open(str(path), os.O_RDONLY | NOFOLLOW | getattr(os, "O_BINARY", 0)), "rb")
+
+
+def make_private_dir(path: Path) -> None:
+    """Create a directory and its missing parents with mode 0700."""
+    missing = []
+    path = Path(path)
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+
+
 def load_cursor(raw_dir: Path) -> dict:
     """Return the saved cursor state ({"files": {name: offset}, ...}); empty when missing."""
     try:
-        with open(Path(raw_dir) / CURSOR_NAME, encoding="utf-8") as fh:
+        fd = os.open(str(Path(raw_dir) / CURSOR_NAME), os.O_RDONLY | NOFOLLOW)
+        with open(fd, encoding="utf-8") as fh:
             state = json.load(fh)
         if isinstance(state, dict) and isinstance(state.get("files"), dict):
             return state
@@ -158,12 +184,18 @@ def load_cursor(raw_dir: Path) -> dict:
 
 
 def save_cursor(raw_dir: Path, state: dict) -> None:
-    """Write the cursor state atomically (temp file, then rename)."""
-    path = Path(raw_dir) / CURSOR_NAME
-    tmp = path.with_name(f".{CURSOR_NAME}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, separators=(",", ":"))
-    os.replace(tmp, path)
+    """Write the cursor state atomically (a new temporary file of an unpredictable name, then rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{CURSOR_NAME}.", suffix=".tmp", dir=raw_dir)
+    try:
+        with open(fd, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, separators=(",", ":"))
+        os.replace(tmp, Path(raw_dir) / CURSOR_NAME)  # replaces a symlink there, never writes through it
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_lines(
@@ -171,9 +203,9 @@ def read_lines(
 ) -> Tuple[List[Tuple[int, bytes]], int]:
     """Return up to `limit` complete lines after `offset` as (end_offset, line) and the new offset."""
     try:
-        with open(path, "rb") as fh:
+        with open_spool(path) as fh:
             fh.seek(offset)
-            chunk = fh.read(max_bytes)
+            chunk, eof = _read_enough(fh, limit, max_bytes)
     except OSError:
         return [], offset
     out: List[Tuple[int, bytes]] = []
@@ -186,13 +218,32 @@ def read_lines(
             # in which case it is a torn line (a crash or a full disk mid-write) and
             # is handed on, so that the sender reports it instead of waiting forever.
             tail = chunk[pos:]
-            if tail.strip() and len(chunk) < max_bytes and tail_is_abandoned(path):
+            if tail.strip() and eof and tail_is_abandoned(path):
                 out.append((offset + len(chunk), tail))
                 pos = len(chunk)
             break
         out.append((offset + nl + 1, chunk[pos:nl]))
         pos = nl + 1
     return out, offset + pos
+
+
+def _read_enough(fh, limit: int, max_bytes: int) -> Tuple[bytes, bool]:
+    """Read blocks until `limit` lines, the end of the file or `max_bytes`: a batch of a
+    large backlog costs the batch, not the backlog. Return (bytes, whether the end was reached)."""
+    parts: List[bytes] = []
+    size = lines = 0
+    block = 64 << 10
+    while size < max_bytes:
+        part = fh.read(min(block, max_bytes - size))
+        if not part:
+            return b"".join(parts), True
+        parts.append(part)
+        size += len(part)
+        lines += part.count(b"\n")
+        if lines >= limit:
+            break
+        block *= 2
+    return b"".join(parts), False
 
 
 # A line without its newline this long after the file last changed was torn.
@@ -214,7 +265,7 @@ def tail_is_abandoned(path: Path, now: Optional[float] = None) -> bool:
 
 def _has_unfinished_tail(path: Path, offset: int) -> bool:
     try:
-        with open(path, "rb") as fh:
+        with open_spool(path) as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             if size <= offset:
@@ -229,7 +280,7 @@ def count_lines(path: Path, start: int = 0, end: Optional[int] = None) -> int:
     """Return the number of complete lines between two offsets of a file."""
     total = 0
     try:
-        with open(path, "rb") as fh:
+        with open_spool(path) as fh:
             fh.seek(start)
             remaining = None if end is None else max(0, end - start)
             while remaining is None or remaining > 0:
@@ -246,46 +297,17 @@ def count_lines(path: Path, start: int = 0, end: Optional[int] = None) -> int:
 
 
 def spool_counts(raw_dir: Path) -> Dict[str, int]:
-    """Return pending, delivered and rejected line counts of a spool directory."""
+    """Return the pending and delivered line counts of a spool directory."""
     raw_dir = Path(raw_dir)
     offsets = load_cursor(raw_dir)["files"]
-    pending = delivered = rejected = 0
+    pending = delivered = 0
     for name in spool_files(raw_dir):
         offset = int(offsets.get(name, 0))
         delivered += count_lines(raw_dir / name, 0, offset)
         pending += count_lines(raw_dir / name, offset)
         # A last line without its newline is pending too, until it is delivered or reported.
         pending += 1 if _has_unfinished_tail(raw_dir / name, offset) else 0
-    try:
-        names = os.listdir(raw_dir)
-    except OSError:
-        names = []
-    for name in names:
-        if name.startswith(REJECTED_PREFIX) and name.endswith(".ndjson"):
-            rejected += count_lines(raw_dir / name)
-    return {"pending": pending, "delivered": delivered, "rejected": rejected}
-
-
-def dead_letter(raw_dir: Path, line: bytes, reason: str, status: Optional[int] = None) -> bool:
-    """Append a rejected line with its reason to {raw}/rejected_YYYYMMDD.ndjson."""
-    now = datetime.now(timezone.utc)
-    record = {
-        "rejected_at": now.isoformat(),
-        "reason": reason,
-        "http_status": status,
-        "line": line.decode("utf-8", "replace"),
-    }
-    path = Path(raw_dir) / f"{REJECTED_PREFIX}{now:%Y%m%d}.ndjson"
-    try:
-        fd = os.open(str(path), _OPEN_FLAGS, 0o644)
-        try:
-            os.write(fd, (_json(record) + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
-        return True
-    except OSError as exc:
-        logger.error("telemetry: cannot write dead letter %s: %s", path, exc)
-        return False
+    return {"pending": pending, "delivered": delivered}
 
 
 def apply_retention(raw_dir: Path, offsets: Dict[str, int], days: float) -> List[str]:
@@ -322,16 +344,36 @@ def split_glued(body: bytes) -> Tuple[bytes, bytes]:
     find.
     """
     start = body.find(LINE_START, 1)
-    if start < 0 or _is_spool_line(body):
+    if start < 0 or is_spool_line(body):
         return b"", body
     while start >= 0:  # the line start may also stand inside a payload: try each
-        if _is_spool_line(body[start:]):
+        if is_spool_line(body[start:]):
             return body[:start], body[start:]
         start = body.find(LINE_START, start + 1)
     return b"", body
 
 
-def _is_spool_line(body: bytes) -> bool:
+def sort_lines(start: int, lines: List[Tuple[int, bytes]]) -> Tuple[List[Tuple[int, bytes]], List[bytes]]:
+    """Split lines read from `start` (`read_lines`) into lines to post, as (start offset,
+    body), and torn lines, which go to the dead letters. Blank lines are neither."""
+    good: List[Tuple[int, bytes]] = []
+    torn: List[bytes] = []
+    for end, line in lines:
+        body = line.rstrip(b"\r")
+        if body.strip():
+            fragment, body = split_glued(body)
+            if fragment:
+                torn.append(fragment)
+            if body[:1] == b"{" and body[-1:] == b"}":
+                good.append((start, body))
+            else:
+                torn.append(body)
+        start = end
+    return good, torn
+
+
+def is_spool_line(body: bytes) -> bool:
+    """True when `body` parses as a spool line (an object with an id and a kind)."""
     try:
         value = json.loads(body)
     except ValueError:

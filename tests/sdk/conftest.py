@@ -27,6 +27,7 @@ class FakeIngest:
         self.requests = []  # (headers, number of lines)
         self.script = []  # responses to give before behaving normally: (status, headers, body)
         self.reject_if = None  # callable(line) -> detail or None
+        self.fail_batch_if = None  # callable(lines) -> (status, answer) for the whole batch, or None
         self.hang = threading.Event()
         self.lock = threading.Lock()
         fake = self
@@ -42,10 +43,11 @@ class FakeIngest:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with fake.lock:
+                    fake.requests.append((dict(self.headers), body))
                 if fake.hang.is_set():
                     time.sleep(30)
                 with fake.lock:
-                    fake.requests.append((dict(self.headers), body))
                     if fake.script:
                         status, headers, answer = fake.script.pop(0)
                         return self._send(status, headers, answer)
@@ -53,6 +55,9 @@ class FakeIngest:
                     items = json.loads(body)
                 except ValueError:
                     return self._send(400, {}, {"detail": "body is not JSON"})
+                failure = fake.fail_batch_if(items) if fake.fail_batch_if else None
+                if failure:
+                    return self._send(failure[0], {}, failure[1])
                 if not isinstance(items, list):
                     return self._send(422, {}, {"detail": [{"loc": ["body"], "msg": "not an array",
                                                             "type": "type_error"}]})

@@ -60,14 +60,14 @@ def test_batches_hold_at_most_500_records_and_one_connection_is_reused(fake_inge
 
 
 def test_server_errors_and_429_are_retried_with_backoff_honouring_retry_after(fake_ingest, client_for):
-    fake_ingest.script = [(500, {}, {"detail": "boom"}), (429, {"Retry-After": "2"}, {"detail": "slow"})]
+    fake_ingest.script = [(503, {}, {"detail": "boom"}), (429, {"Retry-After": "2"}, {"detail": "slow"})]
     client = client_for(fake_ingest)
     client.end_run(client.start_run("a", "j"))
     started = time.monotonic()
     assert client.flush(timeout=30) == 0
     took = time.monotonic() - started
     assert len(fake_ingest.requests) == 3
-    assert took >= 2.5  # ~1 s backoff after the 500, then at least the 2 s Retry-After
+    assert took >= 2.5  # ~1 s backoff after the 503, then at least the 2 s Retry-After
     assert len(fake_ingest.kinds("run_ended")) == 1
     assert client.status()["last_error"].startswith("HTTP 429")
 
@@ -118,7 +118,8 @@ def test_per_record_rejections_are_dead_lettered_and_not_retried(fake_ingest, cl
     assert [d["reason"] for d in dead] == ["bad payload"]
     assert json.loads(dead[0]["line"])["kind"] == "event"
     assert len(fake_ingest.lines) == 2 and client.status()["rejected"] == 1
-    assert spool_counts(sdk_env / "raw") == {"pending": 0, "delivered": 3, "rejected": 1}
+    assert spool_counts(sdk_env / "raw") == {"pending": 0, "delivered": 3}
+    assert client.status()["dead_letters"] == 1
 
 
 def test_a_line_that_breaks_the_envelope_is_found_by_halving_and_dead_lettered(fake_ingest, client_for, sdk_env):
@@ -193,7 +194,7 @@ def test_retention_removes_only_delivered_old_files(tmp_path):
 
 
 def test_backoff_schedule_and_retry_after_parsing():
-    for failures, base in [(1, 1), (2, 2), (3, 4), (7, 60), (30, 60)]:
+    for failures, base in [(1, 1), (2, 2), (3, 4), (7, 60), (30, 60), (5000, 60)]:  # an outage of days
         assert 0.8 * base <= backoff_delay(failures, 60) <= min(60, 1.2 * base)
     assert parse_retry_after("7") == 7
     assert parse_retry_after(None) == 0 and parse_retry_after("soon") == 0
