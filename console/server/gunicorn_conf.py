@@ -20,6 +20,13 @@ logger_class = f"console.server.access_log.{'Json' if _settings.log_format == 'j
 
 
 def on_starting(server):
+    if not _settings.binds_loopback and not _settings.auth_enabled:
+        server.log.warning(
+            "SECURITY: listening on %s (beyond loopback) with auth off: anyone who can reach this port can "
+            "read, write and delete runs. Set TELEMETRY_API_AUTH_ENABLED=true with TELEMETRY_OPERATOR_TOKENS and "
+            "TELEMETRY_AGENT_TOKENS, or TELEMETRY_API_HOST=127.0.0.1.",
+            bind,
+        )
     # A serving console holds a shared lock on {db_path}.serving.lock: `restore` refuses while it is held.
     from console.jobs.serving import hold_serving_lock
 
