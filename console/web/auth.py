@@ -44,10 +44,16 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+def page_tokens() -> tuple[str, ...]:
+    """The tokens that may log in to pages: operators' (agent tokens only record)."""
+    settings = _settings()
+    return settings.operator_tokens + settings.auth_tokens
+
+
 def check_token(candidate: str) -> Optional[str]:
     """The fingerprint of the configured token `candidate` matches, else None (constant time)."""
     found = None
-    for token in _settings().auth_tokens:
+    for token in page_tokens():
         if hmac.compare_digest(candidate.encode(), token.encode()):
             found = token
     return token_fingerprint(found) if found else None
@@ -80,7 +86,7 @@ def _session_user() -> Optional[str]:
     presented = str(auth.get("fp") or "").encode()
     if auth.get("kind") == "token":
         found = False
-        for token in _settings().auth_tokens:  # all of them, in constant time (signed cookie or not)
+        for token in page_tokens():  # all of them, in constant time (signed cookie or not)
             found |= hmac.compare_digest(presented, token_fingerprint(token).encode())
         return "token" if found else None
     if auth.get("kind") == "user":
