@@ -129,12 +129,13 @@ def check_auth():
 
 
 class RateLimiter:
-    """A token bucket per client key (capacity and refill: `rpm` per minute), in a shared file."""
+    """A token bucket per client key (capacity and refill: `rpm` per `per_seconds`), in a shared file."""
 
-    def __init__(self, path: Path, rpm: int):
+    def __init__(self, path: Path, rpm: int, per_seconds: float = 60.0):
         self.path = path
         self.rpm = rpm
-        self.rate = rpm / 60.0
+        self.per_seconds = per_seconds
+        self.rate = rpm / per_seconds
         self._local = threading.local()
         self._hits = 0
 
@@ -167,13 +168,19 @@ class RateLimiter:
             )
             self._hits += 1
             if self._hits % 1000 == 0:  # forget clients whose bucket is full again
-                conn.execute("DELETE FROM buckets WHERE updated < ?", (now - 60.0 * 2,))
+                conn.execute("DELETE FROM buckets WHERE updated < ?", (now - self.per_seconds * 2,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         retry_after = 0 if allowed else max(1, math.ceil((1.0 - tokens) / self.rate))
         return allowed, int(tokens), retry_after
+
+
+    def refund(self, key: str) -> None:
+        """Give back the token a `hit` took (its request turned out not to count)."""
+        conn = self._connection()
+        conn.execute("UPDATE buckets SET tokens = MIN(?, tokens + 1) WHERE key = ?", (float(self.rpm), key))
 
 
 def limiter_path(settings: Settings) -> Path:

@@ -15,6 +15,9 @@ preload_app = False  # each worker opens its own engine and scheduler
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+# gunicorn would believe X-Forwarded-Proto from any loopback client (so a local page or
+# script could claim HTTPS); proxies are trusted only by TELEMETRY_TRUSTED_PROXIES (ProxyFix).
+secure_scheme_headers: dict[str, str] = {}
 # The access line is built by our logger class (gunicorn's cost 87 µs per request).
 logger_class = f"console.server.access_log.{'Json' if _settings.log_format == 'json' else 'Text'}AccessLogger"
 
