@@ -11,7 +11,10 @@ the token, never the token.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -20,7 +23,7 @@ import sqlalchemy as sa
 from console.app import create_app
 from console.core.settings import load_settings
 from console.store.models import audit_log
-from tests.helpers import ConsoleProcess, free_port
+from tests.helpers import ROOT, ConsoleProcess, free_port
 from tests.security.conftest import dump_store, run_body
 from tests.security.test_auth_matrix import body_for, concrete
 
@@ -145,6 +148,22 @@ def test_operator_actions_are_audited_with_a_token_label_and_agents_cannot_log_i
             resp = session.post(console.url + "/login", data={"username": "", "password": token, "csrf_token": csrf},
                                 timeout=10, allow_redirects=False)
             assert resp.status_code == status, (token, resp.status_code)
+            if token == OPERATOR:  # a job run from the page, by that login
+                page = session.get(console.url + "/jobs", timeout=10).text
+                csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+                assert session.post(console.url + "/jobs/retention/run", data={"csrf_token": csrf}, timeout=10,
+                                    allow_redirects=False).status_code == 303
+        # A user change from the command line.
+        added = subprocess.run([sys.executable, "-m", "console", "user", "add", "carol", "--password-stdin"],
+                               input="a long password\n", text=True, capture_output=True, cwd=ROOT,
+                               env={**os.environ, **auth_env}, timeout=60)
+        assert added.returncode == 0, added.stderr
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.select(audit_log.c.actor, audit_log.c.action, audit_log.c.detail)
+                                .where(audit_log.c.action.in_(["run_job", "add_user"]))
+                                .order_by(audit_log.c.id)).all()
+        assert [tuple(r) for r in rows] == [("operator:token:operator#2", "run_job", "retention"),
+                                            ("cli", "add_user", "carol")]
     finally:
         console.stop()
 
