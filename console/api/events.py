@@ -92,6 +92,7 @@ def get_events(event_id: str, query: EventsQuery):
     body=EventsIn,
     responses={201: EventsCreated},
     auth="write",
+    scope="agent",
 )
 def post_events(event_id: str, body: EventsIn):
     items = body.root if isinstance(body.root, list) else [body.root]
@@ -115,6 +116,7 @@ def post_events(event_id: str, body: EventsIn):
     tags=["events"],
     responses={200: HeartbeatOut, 400: None, 422: None},
     auth="write",
+    scope="agent",
 )
 def post_heartbeat(event_id: str):
     # The body is optional (`curl -X POST .../heartbeat` means "now"), so it is parsed here.

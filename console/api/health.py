@@ -17,6 +17,13 @@ from console.http.context import storage_facts
 API_VERSION = "3.0.0"
 
 
+class AuthOut(BaseModel):
+    """Whether API writes and reads need a bearer token."""
+
+    writes: bool
+    reads: bool
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     version: str
@@ -25,6 +32,7 @@ class HealthOut(BaseModel):
     journal_mode: Optional[str]
     synchronous: Optional[str]
     schema_revision: Optional[str]
+    auth: AuthOut
 
 
 class VersionOut(BaseModel):
@@ -37,7 +45,9 @@ class VersionOut(BaseModel):
        responses={200: HealthOut}, auth="open", prefix="")
 def health():
     facts = storage_facts(current_app)
-    return {"status": "ok", "version": API_VERSION, "api_version": API_VERSION, **facts}
+    settings = current_app.config["SETTINGS"]
+    auth = {"writes": settings.auth_enabled, "reads": settings.auth_enabled and settings.auth_reads}
+    return {"status": "ok", "version": API_VERSION, "api_version": API_VERSION, **facts, "auth": auth}
 
 
 @route(root_bp, "/version", "GET", summary="Versions of the API, the app and the schema", tags=["health"],

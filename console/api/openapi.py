@@ -37,6 +37,7 @@ ERROR_SCHEMA = {
 ERROR_TEXT = {
     400: "Bad request",
     401: "Missing or wrong bearer token",
+    403: "Token not allowed here (an agent token on an operator route), or a cross-site request",
     404: "Not found",
     413: "Body too large",
     415: "Wrong content type",
@@ -107,6 +108,9 @@ def build_document(app_version: str) -> dict[str, Any]:
             errors.add(404)
         if op.auth == "open":
             errors -= {401, 429}
+        if op.auth == "write":
+            errors.add(403)
+            item["x-telemetry-scope"] = op.scope
         for status in sorted(errors):
             responses[str(status)] = {
                 "description": ERROR_TEXT.get(status, "Error"),

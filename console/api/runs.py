@@ -226,7 +226,7 @@ def forget_single_insert(_exc):
 
 
 @route(api_bp, "/runs", "POST", summary="Create one run (idempotent on event_id)", tags=["runs"],
-       body=RunCreate, responses={201: RunCreated, 200: RunDuplicate}, auth="write")
+       body=RunCreate, responses={201: RunCreated, 200: RunDuplicate}, auth="write", scope="agent")
 def create_run(body: RunCreate):
     created = group_commit.create_run(current_app, body, arrived=g.pop("group_commit_arrived", False))
     if created:
@@ -236,7 +236,7 @@ def create_run(body: RunCreate):
 
 
 @route(api_bp, "/runs/batch", "POST", summary="Create many runs; invalid items are listed, valid ones stored",
-       tags=["runs"], body=RunBatch, responses={201: BatchResult}, auth="write")
+       tags=["runs"], body=RunBatch, responses={201: BatchResult}, auth="write", scope="agent")
 def create_runs_batch(body: RunBatch):
     items = body.items()
     limit = _settings().max_batch_items
@@ -298,7 +298,7 @@ def get_run(event_id: str):
 
 
 @route(api_bp, "/runs/<event_id>", "PATCH", summary="Update fields of a run (null fields are ignored)",
-       tags=["runs"], body=RunUpdate, responses={200: RunUpdated}, auth="write")
+       tags=["runs"], body=RunUpdate, responses={200: RunUpdated}, auth="write", scope="agent")
 def update_run(event_id: str, body: RunUpdate):
     fields = _db().write(lambda session: runs.update_run(session, event_id, body))
     return {"event_id": event_id, "updated": True, "fields_updated": fields}
@@ -307,26 +307,27 @@ def update_run(event_id: str, body: RunUpdate):
 @route(api_bp, "/runs/<event_id>", "DELETE", summary="Delete a run and its events (audited)", tags=["runs"],
        responses={204: None}, auth="write")
 def delete_run(event_id: str):
-    _db().write(lambda session: runs.delete_run(session, event_id, actor="api"))
+    actor = auth.api_actor()
+    _db().write(lambda session: runs.delete_run(session, event_id, actor=actor))
     return "", 204
 
 
 @route(api_bp, "/runs/<event_id>/associate-commit", "POST", summary="Link a commit to a run", tags=["runs"],
-       body=CommitAssociation, responses={200: CommitAssociated}, auth="write")
+       body=CommitAssociation, responses={200: CommitAssociated}, auth="write", scope="agent")
 def associate_commit(event_id: str, body: CommitAssociation):
     old = _db().write(lambda session: runs.associate_commit(session, event_id, body))
     return {"status": "success", "event_id": event_id, "run_id": old["run_id"], "commit_hash": body.commit_hash}
 
 
 @route(api_bp, "/runs/<event_id>/commit-url", "GET", summary="Link to the run's commit on its host", tags=["runs"],
-       responses={200: CommitUrl}, auth="write")
+       responses={200: CommitUrl}, auth="write", scope="agent")
 def commit_url(event_id: str):
     with _db().read() as session:
         return {"commit_url": _record(runs.get_run(session, event_id))["commit_url"]}
 
 
 @route(api_bp, "/runs/<event_id>/repo-url", "GET", summary="Link to the run's repository", tags=["runs"],
-       responses={200: RepoUrl}, auth="write")
+       responses={200: RepoUrl}, auth="write", scope="agent")
 def repo_url(event_id: str):
     with _db().read() as session:
         return {"repo_url": _record(runs.get_run(session, event_id))["repo_url"]}

@@ -29,6 +29,7 @@ class Operation:
     query: Optional[type[BaseModel]] = None
     responses: dict[int, Any] = field(default_factory=dict)
     auth: str = "read"  # read | write | open
+    scope: str = "operator"  # who may write: agent | operator
 
 
 OPERATIONS: list[Operation] = []
@@ -53,9 +54,17 @@ def route(
     query: Optional[type[BaseModel]] = None,
     responses: dict[int, Any],
     auth: str = "read",
+    scope: str = "operator",
     prefix: str = "/api/v1",
 ) -> Callable:
-    """Register `view` for `method rule`; it is called with `body=` and/or `query=` models."""
+    """Register `view` for `method rule`; it is called with `body=` and/or `query=` models.
+
+    `auth` says when a token is needed (console/http/auth.py); `scope` which token may
+    write: `agent` for what agents record, `operator` (the default, so a new route is
+    closed to agents until it says otherwise) for everything else.
+    """
+    if scope not in ("agent", "operator"):
+        raise ValueError(f"scope must be agent or operator, not {scope!r}")
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -67,9 +76,10 @@ def route(
             return view(**kwargs)
 
         wrapper.telemetry_auth = auth
+        wrapper.telemetry_scope = scope
         bp.add_url_rule(rule, view_func=wrapper, methods=[method], endpoint=f"{view.__name__}")
         OPERATIONS.append(
-            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth)
+            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth, scope)
         )
         return wrapper
 

@@ -13,6 +13,7 @@ from console.core.timeutil import utcnow
 from console.domain.records import run_to_dict
 from console.domain.stale import list_stale, mark_stale_runs_failed, silent_seconds
 from console.domain.validation import Identifier, Text
+from console.http.auth import api_actor
 from console.http.context import get_db
 
 
@@ -81,13 +82,14 @@ def get_stale(query: StaleQuery):
     auth="write",
 )
 def post_mark_failed(body: MarkFailedIn):
+    actor = api_actor()
     changed, skipped = get_db(current_app).write(
         lambda session: mark_stale_runs_failed(
             session,
             event_ids=body.event_ids,
             older_than_minutes=body.older_than_minutes,
             reason=body.reason,
-            actor="api",
+            actor=actor,
         )
     )
     return {"count": len(changed), "event_ids": changed, "skipped": skipped}

@@ -54,11 +54,12 @@ def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[s
     app.extensions["telemetry_db"] = Database(settings)
 
     from console.api import init_app as init_api
-    from console.http import middleware
+    from console.http import middleware, origin
     from console.web import init_app as init_web
 
     configure_logging(settings.log_level, settings.log_format)
     middleware.init_app(app)
+    origin.init_app(app)
     init_api(app)
     init_web(app)
     return app

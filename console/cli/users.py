@@ -6,6 +6,7 @@ import getpass
 import sys
 
 from console.cli.registry import arg, command
+from console.domain import audit
 from console.domain.errors import Conflict, Invalid, NotFound
 from console.domain.users import create_user, delete_user, list_users, set_password
 from console.store.db import Database
@@ -30,7 +31,8 @@ def user_command(settings, options) -> int:
             print("error: a username is needed", file=sys.stderr)
             return 2
         if options.action == "delete":
-            database.write(lambda s: delete_user(s, options.username))
+            database.write(lambda s: (delete_user(s, options.username),
+                                      audit.record(s, "cli", "delete_user", detail=options.username)))
             print(f"deleted user {options.username}")
             return 0
         if options.password_stdin:
@@ -41,7 +43,8 @@ def user_command(settings, options) -> int:
                 print("error: the passwords differ", file=sys.stderr)
                 return 2
         action = create_user if options.action == "add" else set_password
-        database.write(lambda s: action(s, options.username, password))
+        database.write(lambda s: (action(s, options.username, password),
+                                  audit.record(s, "cli", f"{options.action}_user", detail=options.username)))
         print(("added user " if options.action == "add" else "changed the password of ") + options.username)
         return 0
     except (Conflict, Invalid, NotFound) as exc:

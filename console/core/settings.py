@@ -7,6 +7,7 @@ naming the variable, the value and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import sys
@@ -43,6 +44,17 @@ def default_base_dir(environ: Mapping[str, str], platform: str = sys.platform) -
         return Path(local) / APP_NAME
     xdg = environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
     return Path(xdg) / APP_NAME
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -143,6 +155,12 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_API_AUTH_ENABLED": ("auth_enabled", _bool, False),
     "TELEMETRY_API_AUTH_TOKEN": ("auth_tokens", _list, ()),
     "TELEMETRY_API_AUTH_READS": ("auth_reads", _bool, False),
+    "TELEMETRY_AGENT_TOKENS": ("agent_tokens", _list, ()),
+    "TELEMETRY_OPERATOR_TOKENS": ("operator_tokens", _list, ()),
+    "TELEMETRY_ALLOWED_HOSTS": ("allowed_hosts", _list, ()),
+    "TELEMETRY_SESSION_HOURS": ("session_hours", _int(1, 24 * 365), 12),
+    "TELEMETRY_LOGIN_MAX_FAILURES": ("login_max_failures", _int(1, 1000), 10),
+    "TELEMETRY_LOGIN_WINDOW_MINUTES": ("login_window_minutes", _int(1, 24 * 60), 15),
     "TELEMETRY_RATE_LIMIT_ENABLED": ("rate_limit_enabled", _bool, False),
     "TELEMETRY_RATE_LIMIT_RPM": ("rate_limit_rpm", _int(1), 600),
     "TELEMETRY_MAX_BODY_BYTES": ("max_body_bytes", _int(1024), 10 * 1024 * 1024),
@@ -182,7 +200,7 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
 
 # Values never printed in full.
 SECRET_ATTRIBUTES = frozenset(
-    {"auth_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token"}
+    {"auth_tokens", "agent_tokens", "operator_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token"}
 )
 
 
@@ -207,6 +225,12 @@ class Settings:
     auth_enabled: bool
     auth_tokens: tuple[str, ...]
     auth_reads: bool
+    agent_tokens: tuple[str, ...]
+    operator_tokens: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]
+    session_hours: int
+    login_max_failures: int
+    login_window_minutes: int
     rate_limit_enabled: bool
     rate_limit_rpm: int
     max_body_bytes: int
@@ -241,6 +265,11 @@ class Settings:
     stale_sweep_minutes: int
     stale_sweep_schedule: str
     rollup_reconcile_schedule: str
+
+    @property
+    def binds_loopback(self) -> bool:
+        """True when the server listens on a loopback address only."""
+        return is_loopback_host(self.api_host)
 
     @property
     def is_sqlite(self) -> bool:
@@ -341,9 +370,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     values["base_dir"] = default_base_dir(env)
     values.update(overrides)
     settings = Settings(**values)
-    if settings.auth_enabled and not settings.auth_tokens:
+    if settings.auth_enabled and not (settings.auth_tokens or settings.operator_tokens or settings.agent_tokens):
         raise SettingsError(
-            "TELEMETRY_API_AUTH_TOKEN='' is not allowed when TELEMETRY_API_AUTH_ENABLED=true: set one or more tokens"
+            "TELEMETRY_API_AUTH_TOKEN='' is not allowed when TELEMETRY_API_AUTH_ENABLED=true: set one or more tokens "
+            "(TELEMETRY_OPERATOR_TOKENS, TELEMETRY_AGENT_TOKENS or TELEMETRY_API_AUTH_TOKEN)"
         )
     return settings
 

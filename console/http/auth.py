@@ -1,8 +1,12 @@
-"""API bearer tokens and the per-client rate limit.
+"""API bearer tokens, their scopes, and the per-client rate limit.
 
 Each view registered through `api.spec.route` carries `telemetry_auth`: `open`
 (never needs a token), `read` (needs one only with TELEMETRY_API_AUTH_READS) or
-`write` (needs one whenever auth is on). One app-wide before-request hook reads it.
+`write` (needs one whenever auth is on), and `telemetry_scope`: which tokens may
+write there, `agent` (recording) or `operator` (everything else). Agent tokens
+(TELEMETRY_AGENT_TOKENS) reach agent routes and reads; operator tokens
+(TELEMETRY_OPERATOR_TOKENS) and the older TELEMETRY_API_AUTH_TOKEN reach every
+route. One app-wide before-request hook reads both attributes.
 The rate limit counts per client address in a small SQLite file that every worker
 of the host shares.
 """
@@ -31,6 +35,32 @@ API_PREFIX = "/api/v1"
 def is_api_path(path: str) -> bool:
     """True for the JSON API's paths (under /api/v1)."""
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+# Which setting a token came from; `legacy` (TELEMETRY_API_AUTH_TOKEN) is an operator's token.
+TOKEN_SOURCES = (("operator", "operator_tokens"), ("legacy", "auth_tokens"), ("agent", "agent_tokens"))
+OPERATOR_KINDS = frozenset({"operator", "legacy"})
+
+
+def identify_token(presented: str, settings: Settings) -> Optional[tuple[str, str]]:
+    """(kind, label) of the configured token `presented` equals, else None.
+
+    The label (`operator#2`: the second of TELEMETRY_OPERATOR_TOKENS) names the token
+    in the audit log without any of its material. Every token is compared, in
+    constant time, whatever matches.
+    """
+    given = presented.encode("utf-8", "surrogatepass")
+    found = None
+    for kind, attr in TOKEN_SOURCES:
+        for index, token in enumerate(getattr(settings, attr), start=1):
+            if hmac.compare_digest(given, token.encode("utf-8", "surrogatepass")) and found is None:
+                found = (kind, f"{kind}#{index}")
+    return found
+
+
+def api_actor() -> str:
+    """Who made this API request, for the audit log: `token:operator#1`, or `anonymous` with auth off."""
+    return g.get("api_actor") or "anonymous"
 
 
 def token_matches(presented: str, tokens: tuple[str, ...]) -> bool:
@@ -66,6 +96,12 @@ def required_access(settings: Settings) -> str:
     return "open"  # pages have their own login
 
 
+def required_scope() -> str:
+    """Which tokens may write here: `agent` or `operator` (the default of any route not declaring one)."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return getattr(view, "telemetry_scope", "operator")
+
+
 def check_auth():
     settings: Settings = current_app.config["SETTINGS"]
     if not settings.auth_enabled:
@@ -74,22 +110,32 @@ def check_auth():
     if mode == "open" or (mode == "read" and not settings.auth_reads):
         return None
     token = bearer_token()
-    if token is not None and token_matches(token, settings.auth_tokens):
-        return None
-    detail = "missing bearer token" if token is None else "invalid bearer token"
-    return error_response(401, detail, {"WWW-Authenticate": "Bearer"})
+    found = identify_token(token, settings) if token is not None else None
+    if found is None:
+        detail = "missing bearer token" if token is None else "invalid bearer token"
+        return error_response(401, detail, {"WWW-Authenticate": "Bearer"})
+    kind, label = found
+    if mode == "write" and kind not in OPERATOR_KINDS and required_scope() == "operator":
+        return error_response(
+            403,
+            f"{request.method} {request.path} needs an operator token; an agent token may only record "
+            "(runs, batches, ingest, events, heartbeats, commits) and read",
+        )
+    g.api_actor = f"token:{label}"
+    return None
 
 
 # ---------------------------------------------------------------- rate limit
 
 
 class RateLimiter:
-    """A token bucket per client key (capacity and refill: `rpm` per minute), in a shared file."""
+    """A token bucket per client key (capacity and refill: `rpm` per `per_seconds`), in a shared file."""
 
-    def __init__(self, path: Path, rpm: int):
+    def __init__(self, path: Path, rpm: int, per_seconds: float = 60.0):
         self.path = path
         self.rpm = rpm
-        self.rate = rpm / 60.0
+        self.per_seconds = per_seconds
+        self.rate = rpm / per_seconds
         self._local = threading.local()
         self._hits = 0
 
@@ -122,13 +168,19 @@ class RateLimiter:
             )
             self._hits += 1
             if self._hits % 1000 == 0:  # forget clients whose bucket is full again
-                conn.execute("DELETE FROM buckets WHERE updated < ?", (now - 60.0 * 2,))
+                conn.execute("DELETE FROM buckets WHERE updated < ?", (now - self.per_seconds * 2,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         retry_after = 0 if allowed else max(1, math.ceil((1.0 - tokens) / self.rate))
         return allowed, int(tokens), retry_after
+
+
+    def refund(self, key: str) -> None:
+        """Give back the token a `hit` took (its request turned out not to count)."""
+        conn = self._connection()
+        conn.execute("UPDATE buckets SET tokens = MIN(?, tokens + 1) WHERE key = ?", (float(self.rpm), key))
 
 
 def limiter_path(settings: Settings) -> Path:

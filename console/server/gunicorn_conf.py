@@ -15,11 +15,21 @@ preload_app = False  # each worker opens its own engine and scheduler
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+# gunicorn would believe X-Forwarded-Proto from any loopback client (so a local page or
+# script could claim HTTPS); proxies are trusted only by TELEMETRY_TRUSTED_PROXIES (ProxyFix).
+secure_scheme_headers: dict[str, str] = {}
 # The access line is built by our logger class (gunicorn's cost 87 µs per request).
 logger_class = f"console.server.access_log.{'Json' if _settings.log_format == 'json' else 'Text'}AccessLogger"
 
 
 def on_starting(server):
+    if not _settings.binds_loopback and not _settings.auth_enabled:
+        server.log.warning(
+            "SECURITY: listening on %s (beyond loopback) with auth off: anyone who can reach this port can "
+            "read, write and delete runs. Set TELEMETRY_API_AUTH_ENABLED=true with TELEMETRY_OPERATOR_TOKENS and "
+            "TELEMETRY_AGENT_TOKENS, or TELEMETRY_API_HOST=127.0.0.1.",
+            bind,
+        )
     # A serving console holds a shared lock on {db_path}.serving.lock: `restore` refuses while it is held.
     from console.jobs.serving import hold_serving_lock
 

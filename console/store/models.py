@@ -195,3 +195,18 @@ audit_log = Table(
     Column("detail", Text),
 )
 Index("idx_audit_at", audit_log.c.at)
+
+# Page logins (console/domain/sessions.py): the cookie holds a random id, the row its
+# hash, who logged in, and a digest of the credential used (a rotated token or a
+# changed password ends the session). Logout deletes the row.
+page_sessions = Table(
+    "page_sessions",
+    metadata,
+    Column("id_hash", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("credential", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+Index("idx_page_sessions_expires", page_sessions.c.expires_at)

@@ -1,11 +1,12 @@
 """Page login and CSRF for the console's HTML pages.
 
-When `TELEMETRY_API_AUTH_ENABLED` is on, every page needs a login: one of the API
-tokens, or a user created with `python -m console user add NAME`. The login lives
-in Flask's session cookie (HttpOnly, SameSite=Lax, Secure when
-`TELEMETRY_COOKIE_SECURE`), signed with `TELEMETRY_SECRET_KEY`, so every worker
-accepts it. Each request re-checks it: a rotated token or a changed password ends
-the sessions that used it.
+When `TELEMETRY_API_AUTH_ENABLED` is on, every page needs a login: an operator's API
+token, or a user created with `python -m console user add NAME`. The login is a row
+of `page_sessions` (console/domain/sessions.py); Flask's session cookie (HttpOnly,
+SameSite=Lax, Secure over HTTPS or with `TELEMETRY_COOKIE_SECURE`), signed with
+`TELEMETRY_SECRET_KEY`, holds only its random id and the CSRF token — no token
+material. Each request re-checks the row: logout, `TELEMETRY_SESSION_HOURS`, a rotated
+token or a changed password end it.
 
 Every state-changing form carries a CSRF token: a random value kept in the signed
 session and echoed in a hidden field (or the `X-CSRF-Token` header), compared in
@@ -17,14 +18,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 from typing import Optional
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
-from console.domain import users
-from console.http.auth import is_api_path
+from console.domain import sessions, users
+from console.http.auth import OPERATOR_KINDS, identify_token, is_api_path
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -40,68 +42,92 @@ def auth_required() -> bool:
     return bool(_settings().auth_enabled)
 
 
-def token_fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
+def token_digest(token: str) -> str:
+    """What a token session keeps on the server to notice a rotated token (never sent to the browser)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def page_tokens() -> tuple[str, ...]:
+    """The tokens that may log in to pages: operators' (agent tokens only record)."""
+    settings = _settings()
+    return settings.operator_tokens + settings.auth_tokens
 
 
 def check_token(candidate: str) -> Optional[str]:
-    """The fingerprint of the configured token `candidate` matches, else None (constant time)."""
-    found = None
-    for token in _settings().auth_tokens:
-        if hmac.compare_digest(candidate.encode(), token.encode()):
-            found = token
-    return token_fingerprint(found) if found else None
+    """The label (`token:operator#1`) of the operator token `candidate` is, else None (constant time)."""
+    found = identify_token(candidate, _settings())
+    if found is None or found[0] not in OPERATOR_KINDS:
+        return None
+    return f"token:{found[1]}"
 
 
-def log_in(kind: str, name: str, fingerprint: str) -> None:
-    """Start a fresh session for a verified login (a new CSRF token too)."""
+def _db():
+    return current_app.extensions["telemetry_db"]
+
+
+def log_in(kind: str, name: str, credential: str) -> None:
+    """Start a fresh session for a verified login (a new server-side record and CSRF token)."""
+    old = str(session.get("sid") or "")
+    hours = _settings().session_hours
+
+    def replace(s) -> str:
+        sessions.end(s, old)  # a login never keeps a session id the browser had before
+        return sessions.start(s, kind, name, credential, hours)
+
+    session_id = _db().write(replace)
     session.clear()
     g.pop("telemetry_user", None)
-    session["auth"] = {"kind": kind, "name": name, "fp": fingerprint}
+    session.permanent = True
+    session["sid"] = session_id
     session["csrf"] = secrets.token_urlsafe(32)
 
 
 def log_out() -> None:
+    """End the session on the server too: a copy of the cookie is worthless afterwards."""
+    session_id = session.get("sid")
+    if session_id:
+        _db().write(lambda s: sessions.end(s, str(session_id)))
     session.clear()
     g.pop("telemetry_user", None)
 
 
 def current_user() -> Optional[str]:
-    """Who is logged in ("token" or a user name), or None; checked against the current secrets."""
+    """Who is logged in (`token:operator#1` or a user name), or None; checked against the current secrets."""
     if "telemetry_user" not in g:
         g.telemetry_user = _session_user()
     return g.telemetry_user
 
 
 def _session_user() -> Optional[str]:
-    auth = session.get("auth")
-    if not isinstance(auth, dict):
+    session_id = session.get("sid")
+    if not isinstance(session_id, str) or not session_id:
         return None
-    presented = str(auth.get("fp") or "").encode()
-    if auth.get("kind") == "token":
-        found = False
-        for token in _settings().auth_tokens:  # all of them, in constant time (signed cookie or not)
-            found |= hmac.compare_digest(presented, token_fingerprint(token).encode())
-        return "token" if found else None
-    if auth.get("kind") == "user":
-        db = current_app.extensions["telemetry_db"]
-        with db.read() as s:
-            expected = users.password_fingerprint(s, auth.get("name", "")) or ""
-        if expected and hmac.compare_digest(presented, expected.encode()):
-            return auth["name"]
+    with _db().read() as s:
+        row = sessions.find(s, session_id)
+        if row is None:
+            return None
+        presented = row["credential"].encode()
+        if row["kind"] == "token":
+            found = False
+            for token in page_tokens():  # all of them, in constant time
+                found |= hmac.compare_digest(presented, token_digest(token).encode())
+            return row["name"] if found else None
+        if row["kind"] == "user":
+            expected = users.password_fingerprint(s, row["name"]) or ""
+            if expected and hmac.compare_digest(presented, expected.encode()):
+                return row["name"]
     return None
 
 
 def verify_login(username: str, password: str) -> Optional[tuple[str, str, str]]:
-    """(kind, name, fingerprint) when the form's credentials are good.
+    """(kind, name, credential digest) when the form's credentials are good.
 
-    An empty user name means the password field holds an API token.
+    An empty user name means the password field holds an operator's API token.
     """
     if not username:
-        fp = check_token(password)
-        return ("token", "token", fp) if fp else None
-    db = current_app.extensions["telemetry_db"]
-    with db.read() as s:
+        label = check_token(password)
+        return ("token", label, token_digest(password)) if label else None
+    with _db().read() as s:
         if users.verify_password(s, username, password):
             return "user", username, users.password_fingerprint(s, username) or ""
     return None
@@ -137,7 +163,7 @@ def safe_next(target: Optional[str]) -> str:
 
 
 class PageSessions(SecureCookieSessionInterface):
-    """The signed cookie session, opened for pages only.
+    """The signed cookie session, opened for pages only; `Secure` whenever the request came over HTTPS.
 
     Flask opens the session of every request up front; the JSON API never uses
     it, and reading the cookie and building its signer cost a quarter of Flask's
@@ -149,8 +175,13 @@ class PageSessions(SecureCookieSessionInterface):
             return None
         return super().open_session(app, request)
 
+    def get_cookie_secure(self, app) -> bool:
+        # request.is_secure sees X-Forwarded-Proto only through TELEMETRY_TRUSTED_PROXIES' ProxyFix.
+        return bool(super().get_cookie_secure(app) or request.is_secure)
+
 
 def init_app(app: Flask) -> None:
     app.session_interface = PageSessions()
+    app.permanent_session_lifetime = timedelta(hours=app.config["SETTINGS"].session_hours)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["CSRF_FIELD"] = CSRF_FIELD

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, url_for
 
+from console.domain import audit
 from console.jobs import history
 from console.jobs.scheduler import ALL_JOBS, configured_jobs
 from console.web import auth as web_auth
@@ -39,7 +40,12 @@ def jobs_run_now(name: str):
     if name not in ALL_JOBS:
         abort(404)
     actor = f"operator:{web_auth.current_user() or 'console'}"
-    _db().write(lambda s: history.request_run(s, name, actor))
+
+    def request(session):
+        history.request_run(session, name, actor)
+        audit.record(session, actor, "run_job", detail=name)
+
+    _db().write(request)
     if wants_partial():
         return render("jobs.html", "_jobs.html", requested=name, **jobs_context())
     flash(f"{name} will run within a few seconds.", "ok")

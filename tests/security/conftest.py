@@ -56,3 +56,20 @@ def seeded(client) -> list[str]:
         assert resp.status_code == 201, resp.get_json()
         ids.append(body["event_id"])
     return ids
+
+
+@pytest.fixture
+def db_for():
+    """A function that opens the store of a console's env (for dumps beside a real `serve`)."""
+    from console.core.settings import load_settings
+    from console.store.db import Database
+
+    opened = []
+
+    def open_store(env: dict[str, str]) -> Database:
+        opened.append(Database(load_settings(env)))
+        return opened[-1]
+
+    yield open_store
+    for db in opened:
+        db.dispose()

@@ -162,7 +162,7 @@ def test_tokens_csrf_and_fingerprints_are_compared_with_hmac_compare_digest():
                     pytest.fail(f"{module.__name__}: plain comparison of a secret: {text}")
     assert "compare_digest" in inspect.getsource(console.http.auth.token_matches)
     assert "compare_digest" in inspect.getsource(console.web.auth.check_csrf)
-    assert "compare_digest" in inspect.getsource(console.web.auth.check_token)
+    assert "compare_digest" in inspect.getsource(console.http.auth.identify_token)
 
 
 def test_token_matching_tries_every_configured_token_whatever_matches(monkeypatch):
