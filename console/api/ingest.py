@@ -47,6 +47,7 @@ class IngestOut(BaseModel):
     body=IngestBody,
     responses={200: IngestOut},
     auth="write",
+    operation_id="ingest",
 )
 def ingest_lines(body: IngestBody):
     lines = body.root

@@ -29,9 +29,17 @@ class Operation:
     query: Optional[type[BaseModel]] = None
     responses: dict[int, Any] = field(default_factory=dict)
     auth: str = "read"  # read | write | open
+    operation_id: str = ""  # the name client generators give the call
+    headers: dict[int, dict[str, str]] = field(default_factory=dict)  # status -> header -> description
 
 
 OPERATIONS: list[Operation] = []
+
+# The `Link` header of a list answer that has a further page.
+NEXT_PAGE_LINK = (
+    'Present when a further page exists: `<URL>; rel="next"`, the same query with the opaque `cursor` '
+    "of the next page. Follow it until the header is absent."
+)
 
 # Every API operation may answer these, whatever it does.
 COMMON_ERRORS = {401, 413, 415, 429, 500, 503}
@@ -54,8 +62,13 @@ def route(
     responses: dict[int, Any],
     auth: str = "read",
     prefix: str = "/api/v1",
+    operation_id: Optional[str] = None,
+    headers: Optional[dict[int, dict[str, str]]] = None,
 ) -> Callable:
-    """Register `view` for `method rule`; it is called with `body=` and/or `query=` models."""
+    """Register `view` for `method rule`; it is called with `body=` and/or `query=` models.
+
+    The OpenAPI operationId is `operation_id`, else the view's name.
+    """
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -69,7 +82,8 @@ def route(
         wrapper.telemetry_auth = auth
         bp.add_url_rule(rule, view_func=wrapper, methods=[method], endpoint=f"{view.__name__}")
         OPERATIONS.append(
-            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth)
+            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth,
+                      operation_id or view.__name__, headers or {})
         )
         return wrapper
 

@@ -24,7 +24,7 @@ from flask import Flask, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from console.domain import users
-from console.http.auth import is_api_path
+from console.http.auth import PAGE_LOGIN_CHECK, is_api_path
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -152,5 +152,6 @@ class PageSessions(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     app.session_interface = PageSessions()
+    app.extensions[PAGE_LOGIN_CHECK] = lambda: current_user() is not None
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["CSRF_FIELD"] = CSRF_FIELD
