@@ -187,3 +187,10 @@ def test_migration_0012_starts_the_counters_from_the_stored_runs(make_app, env):
     assert counted[("telemetry_runs_finished_total", (("agent", "a"), ("status", "success")))] == 1
     assert counted[("telemetry_runs_finished_total", (("agent", "b"), ("status", "failure")))] == 1
     assert ("telemetry_runs_finished_total", (("agent", "a"), ("status", "running"))) not in counted
+
+
+def test_agent_names_are_bound_never_spliced(client):
+    c = Counters(client)
+    odd = "50%s'); DROP TABLE run_counters; --\\"
+    post(client, "/api/v1/runs/batch", [run_body(agent_name=odd, status="success")])
+    assert (c.started(odd.replace("\\", "\\\\")), c.finished(odd.replace("\\", "\\\\"), "success")) == (1, 1)
