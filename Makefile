@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format soak bench screenshots audit clean chromium
+.PHONY: install run test test-fast lint format soak bench screenshots audit clean chromium prometheus
 
 install: $(STAMP)
 
@@ -23,8 +23,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
 
-test: install chromium lint
+test: install chromium prometheus lint
 	$(PY) -m pytest
+
+# The monitoring tests run Debian's prometheus and promtool; install them when missing.
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi; }
 
 test-fast: install
 	$(PY) -m pytest -x -q -m "not browser and not reliability"

@@ -10,7 +10,7 @@ from flask import current_app, request
 from pydantic import BaseModel, Field, RootModel
 
 from console.api import api_bp
-from console.api.spec import OPERATIONS, not_found, parse_body, route
+from console.api.spec import NEXT_PAGE_LINK, OPERATIONS, not_found, parse_body, route
 from console.core.timeutil import format_utc
 from console.domain.events import BadCursor, RunNotFound, add_events, list_events, record_heartbeat
 from console.domain.validation import Identifier, JSONValue, Timestamp
@@ -70,6 +70,8 @@ def next_link(cursor: str) -> str:
     tags=["events"],
     query=EventsQuery,
     responses={200: list[EventOut], 400: None},
+    operation_id="list_events",
+    headers={200: {"Link": NEXT_PAGE_LINK}},
 )
 def get_events(event_id: str, query: EventsQuery):
     try:
@@ -93,6 +95,7 @@ def get_events(event_id: str, query: EventsQuery):
     responses={201: EventsCreated},
     auth="write",
     scope="agent",
+    operation_id="create_events",
 )
 def post_events(event_id: str, body: EventsIn):
     items = body.root if isinstance(body.root, list) else [body.root]
@@ -117,6 +120,7 @@ def post_events(event_id: str, body: EventsIn):
     responses={200: HeartbeatOut, 400: None, 422: None},
     auth="write",
     scope="agent",
+    operation_id="record_heartbeat",
 )
 def post_heartbeat(event_id: str):
     # The body is optional (`curl -X POST .../heartbeat` means "now"), so it is parsed here.

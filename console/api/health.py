@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
+import flask_swagger_ui
 from flask import current_app, send_from_directory
 from pydantic import BaseModel
-from swagger_ui_bundle import swagger_ui_path
 
 from console import __version__
 from console.api import root_bp
@@ -15,6 +16,9 @@ from console.api.spec import route
 from console.http.context import storage_facts
 
 API_VERSION = "3.0.0"
+
+# Swagger UI 5's built files (it reads OpenAPI 3.1), shipped inside the flask-swagger-ui package.
+SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
 
 
 class AuthOut(BaseModel):
@@ -42,7 +46,7 @@ class VersionOut(BaseModel):
 
 
 @route(root_bp, "/health", "GET", summary="Liveness and storage facts", tags=["health"],
-       responses={200: HealthOut}, auth="open", prefix="")
+       responses={200: HealthOut}, auth="open", prefix="", operation_id="get_health")
 def health():
     facts = storage_facts(current_app)
     settings = current_app.config["SETTINGS"]
@@ -51,7 +55,7 @@ def health():
 
 
 @route(root_bp, "/version", "GET", summary="Versions of the API, the app and the schema", tags=["health"],
-       responses={200: VersionOut}, auth="open", prefix="")
+       responses={200: VersionOut}, auth="open", prefix="", operation_id="get_version")
 def version():
     facts = storage_facts(current_app)
     return {"api_version": API_VERSION, "app_version": __version__, "schema_revision": facts["schema_revision"]}
@@ -59,7 +63,8 @@ def version():
 
 @root_bp.get("/openapi.json")
 def openapi_document():
-    return build_document(__version__)
+    settings = current_app.config["SETTINGS"]
+    return build_document(__version__, auth_enabled=settings.auth_enabled, auth_reads=settings.auth_reads)
 
 
 @root_bp.get("/docs")
@@ -70,4 +75,4 @@ def docs_page():
 @root_bp.get("/docs/assets/<path:name>")
 def docs_assets(name: str):
     """Swagger UI's files, served from its package (never from a CDN)."""
-    return send_from_directory(str(swagger_ui_path), name)
+    return send_from_directory(str(SWAGGER_UI_DIST), name)

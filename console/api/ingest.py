@@ -48,6 +48,7 @@ class IngestOut(BaseModel):
     responses={200: IngestOut},
     auth="write",
     scope="agent",
+    operation_id="ingest",
 )
 def ingest_lines(body: IngestBody):
     lines = body.root

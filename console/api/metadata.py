@@ -86,7 +86,7 @@ def _distinct(field: str) -> Callable[[], list[str]]:
 
 
 @route(api_bp, "/metadata", "GET", summary="Distinct agent names and job types (cached up to 5 s)",
-       tags=["metadata"], responses={200: Metadata})
+       tags=["metadata"], responses={200: Metadata}, operation_id="get_metadata")
 def metadata():
     def compute():
         return _distinct("agent_name")(), _distinct("job_type")()
@@ -101,7 +101,7 @@ def metadata():
 
 
 @route(api_bp, "/metadata/<field>", "GET", summary="Distinct values of one run field", tags=["metadata"],
-       responses={200: FieldValues})
+       responses={200: FieldValues}, operation_id="list_field_values")
 def metadata_field(field: str):
     if field not in runs.METADATA_FIELDS:
         raise NotFound(f"field {field!r} is not offered; use one of {', '.join(sorted(runs.METADATA_FIELDS))}")

@@ -57,6 +57,7 @@ def negotiate(accept: str) -> str:
     tags=["health"],
     responses={200: MetricsOut},
     auth="open",
+    operation_id="get_metrics",
     prefix="",
 )
 def metrics() -> Any:

@@ -78,12 +78,28 @@ def _path_names(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{")]
 
 
-def build_document(app_version: str) -> dict[str, Any]:
-    """The whole document for every registered operation."""
+BEARER = "bearerAuth"
+
+
+def needs_token(auth: str, *, auth_enabled: bool, auth_reads: bool) -> bool:
+    """Whether an operation of access mode `auth` needs the bearer token under these settings."""
+    if not auth_enabled or auth == "open":
+        return False
+    return auth == "write" or auth_reads
+
+
+def build_document(app_version: str, *, auth_enabled: bool = False, auth_reads: bool = False) -> dict[str, Any]:
+    """The whole document for every registered operation.
+
+    Each operation's `security` says what this console's settings ask of it: the
+    bearer token, or nothing (`[]`), so that Swagger UI sends the token only where needed.
+    """
     defs: dict[str, Any] = {"Error": ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
-        item: dict[str, Any] = {"summary": op.summary, "tags": op.tags, "operationId": f"{op.method}_{op.path}"}
+        item: dict[str, Any] = {"summary": op.summary, "tags": op.tags, "operationId": op.operation_id}
+        token = needs_token(op.auth, auth_enabled=auth_enabled, auth_reads=auth_reads)
+        item["security"] = [{BEARER: []}] if token else []
         params = _parameters(op, defs)
         if params:
             item["parameters"] = params
@@ -100,6 +116,10 @@ def build_document(app_version: str) -> dict[str, Any]:
             if annotation is not None and status != 204:
                 media = "text/plain" if annotation is str else "application/json"
                 entry["content"] = {media: {"schema": {"type": "string"} if annotation is str else _schema(annotation, defs, "serialization")}}
+            if status in op.headers:
+                entry["headers"] = {
+                    name: {"description": text, "schema": {"type": "string"}} for name, text in op.headers[status].items()
+                }
             responses[str(status)] = entry
         errors = set(COMMON_ERRORS) | {s for s in op.responses if s >= 400}
         if op.body is not None or op.query is not None:
@@ -124,6 +144,12 @@ def build_document(app_version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": defs,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "One of TELEMETRY_API_AUTH_TOKEN's tokens, sent as `Authorization: Bearer <token>`.",
+                }
+            },
         },
     }

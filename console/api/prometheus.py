@@ -1,7 +1,8 @@
 """/metrics: usage counts as JSON, or the Prometheus / OpenMetrics exposition.
 
-Everything is computed from the database (rollups, ingest_counts, job_runs), so
-every worker process answers the same and a restart loses nothing.
+Everything is computed from the database (rollups, run_counters, ingest_counts,
+job_runs, job_failures_pruned), so every worker process answers the same and a
+restart loses nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from console.core.timeutil import utcnow
 from console.domain.stale import silent_since
 from console.domain.stats import all_time_histogram, percentile, totals_by_agent
 from console.jobs.history import job_metrics
+from console.store import counters
 from console.store.models import agent_runs
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -79,14 +81,24 @@ def stale_by_agent(session: Session, threshold_minutes: int, now: datetime) -> d
 def exposition(
     session: Session, *, stale_threshold_minutes: int, openmetrics: bool = False, now: Optional[datetime] = None
 ) -> str:
-    """The metrics in Prometheus text format 0.0.4, or OpenMetrics 1.0."""
+    """The metrics in Prometheus text format 0.0.4, or OpenMetrics 1.0.
+
+    Gauges say what is stored now; every `_total` counter lives in the database and
+    never falls, across restarts, deletes, retention and job-history pruning.
+    """
     now = now or utcnow()
-    runs = _Family("telemetry_runs_total", "counter", "Runs stored, by agent and status.")
+    runs = _Family("telemetry_runs", "gauge", "Runs stored now, by agent and current status.")
     running = _Family("telemetry_runs_running", "gauge", "Runs whose status is running.")
     stale = _Family(
         "telemetry_runs_stale",
         "gauge",
         f"Running runs silent longer than the stale threshold ({stale_threshold_minutes} min).",
+    )
+    started = _Family("telemetry_runs_started_total", "counter", "Runs received, by agent (each run once).")
+    finished = _Family(
+        "telemetry_runs_finished_total",
+        "counter",
+        "Runs that reached a final status, by agent and that status (each run once, at its first final status).",
     )
     ingest = _Family("telemetry_ingest_records_total", "counter", "Spool lines received by /api/v1/ingest, by outcome.")
     job_success = _Family(
@@ -103,6 +115,11 @@ def exposition(
         running.add({"agent": agent}, by_status.get("running", 0))
     for agent, n in sorted(stale_by_agent(session, stale_threshold_minutes, now).items()):
         stale.add({"agent": agent}, n)
+    started_by_agent, finished_by_status = counters.read(session)
+    for agent, n in sorted(started_by_agent.items()):
+        started.add({"agent": agent}, n)
+    for (agent, status), n in sorted(finished_by_status.items()):
+        finished.add({"agent": agent, "status": status}, n)
     for outcome, n in session.execute(text("SELECT outcome, records FROM ingest_counts ORDER BY outcome")):
         ingest.add({"outcome": outcome}, n)
     for job, figures in sorted(job_metrics(session).items()):
@@ -111,7 +128,7 @@ def exposition(
         job_failures.add({"job": job}, figures["failures"])
 
     lines: list[str] = []
-    for family in (runs, running, stale, ingest, job_success, job_failures):
+    for family in (runs, running, stale, started, finished, ingest, job_success, job_failures):
         lines += family.render(openmetrics)
     if openmetrics:
         lines.append("# EOF")

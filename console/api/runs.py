@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from console.api import api_bp
-from console.api.spec import route
+from console.api.spec import NEXT_PAGE_LINK, route
 from console.domain import group_commit, runs
 from console.domain.errors import DomainError
 from console.domain.records import run_to_dict
@@ -278,7 +278,7 @@ def validate_items(items: list[Any]) -> tuple[list[RunCreate], list[dict[str, An
 
 
 @route(api_bp, "/runs", "GET", summary="List runs, newest first (filters, offset or cursor paging)", tags=["runs"],
-       query=RunListQuery, responses={200: list[RunRecord]})
+       query=RunListQuery, responses={200: list[RunRecord]}, headers={200: {"Link": NEXT_PAGE_LINK}})
 def list_runs(query: RunListQuery):
     filters = runs.RunFilters(**{name: getattr(query, name) for name in runs.RunFilters.__dataclass_fields__})
     with _db().read() as session:

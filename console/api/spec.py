@@ -30,9 +30,17 @@ class Operation:
     responses: dict[int, Any] = field(default_factory=dict)
     auth: str = "read"  # read | write | open
     scope: str = "operator"  # who may write: agent | operator
+    operation_id: str = ""  # the name client generators give the call
+    headers: dict[int, dict[str, str]] = field(default_factory=dict)  # status -> header -> description
 
 
 OPERATIONS: list[Operation] = []
+
+# The `Link` header of a list answer that has a further page.
+NEXT_PAGE_LINK = (
+    'Present when a further page exists: `<URL>; rel="next"`, the same query with the opaque `cursor` '
+    "of the next page. Follow it until the header is absent."
+)
 
 # Every API operation may answer these, whatever it does.
 COMMON_ERRORS = {401, 413, 415, 429, 500, 503}
@@ -56,12 +64,16 @@ def route(
     auth: str = "read",
     scope: str = "operator",
     prefix: str = "/api/v1",
+    operation_id: Optional[str] = None,
+    headers: Optional[dict[int, dict[str, str]]] = None,
 ) -> Callable:
     """Register `view` for `method rule`; it is called with `body=` and/or `query=` models.
 
     `auth` says when a token is needed (console/http/auth.py); `scope` which token may
     write: `agent` for what agents record, `operator` (the default, so a new route is
     closed to agents until it says otherwise) for everything else.
+
+    The OpenAPI operationId is `operation_id`, else the view's name.
     """
     if scope not in ("agent", "operator"):
         raise ValueError(f"scope must be agent or operator, not {scope!r}")
@@ -79,7 +91,8 @@ def route(
         wrapper.telemetry_scope = scope
         bp.add_url_rule(rule, view_func=wrapper, methods=[method], endpoint=f"{view.__name__}")
         OPERATIONS.append(
-            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth, scope)
+            Operation(openapi_path(prefix + rule), method.lower(), summary, tags, body, query, responses, auth, scope,
+                      operation_id or view.__name__, headers or {})
         )
         return wrapper
 

@@ -55,6 +55,7 @@ class MarkFailedOut(BaseModel):
     tags=["stale"],
     query=StaleQuery,
     responses={200: list[StaleRun]},
+    operation_id="list_stale_runs",
 )
 def get_stale(query: StaleQuery):
     settings = current_app.config["SETTINGS"]
@@ -80,6 +81,7 @@ def get_stale(query: StaleQuery):
     body=MarkFailedIn,
     responses={200: MarkFailedOut},
     auth="write",
+    operation_id="mark_runs_failed",
 )
 def post_mark_failed(body: MarkFailedIn):
     actor = api_actor()

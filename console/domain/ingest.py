@@ -307,6 +307,7 @@ def prepare(
         rows[event_id] = row
         events[event_id] = run_events_
         delta.add(row, +1)
+        delta.count(None, row)
     params = dict(zip(rows, driver_rows(list(rows.values())), strict=True)) if dialect == "sqlite" else {}
     return Prepared(
         now,
@@ -427,6 +428,7 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             events += prepared.events[event_id]
             continue
         delta.add(prepared.rows[event_id], -1)  # not as prepared: fold again
+        delta.count(None, prepared.rows[event_id], -1)
         as_prepared = False
         row = dict(old) if old is not None else new_row(fresh_lines[0].envelope, now)
         for line in fresh_lines:
@@ -434,15 +436,18 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
         if old is None:
             inserts.append(row)
             delta.add(row, +1)
+            delta.count(None, row)
         elif row != old:
             row["updated_at"] = now
             updates.append((old, row))
             delta.add(old, -1)
             delta.add(row, +1)
+            delta.count(old, row)
     if len(runs) != len(prepared.rows):  # runs without a fresh line change nothing
         as_prepared = False
         for event_id in prepared.rows.keys() - set(runs):
             delta.add(prepared.rows[event_id], -1)
+            delta.count(None, prepared.rows[event_id], -1)
     write_runs(session, inserts, updates, delta=delta, rollup_rows=prepared.rollup_rows if as_prepared else None)
     if events:
         session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)

@@ -13,7 +13,7 @@ from console.store.models import agent_runs
 
 RUN_COLUMNS = [c.name for c in agent_runs.columns]
 # Ours, kept off the compatible answer unless asked for.
-INTERNAL_COLUMNS = {"last_seen_at", "last_heartbeat_at", "stale_marked_at", "stale_marked_by"}
+INTERNAL_COLUMNS = {"last_seen_at", "last_heartbeat_at", "stale_marked_at", "stale_marked_by", "reopened"}
 
 
 def run_values(record: RunCreate, now: datetime | None = None) -> dict[str, Any]:

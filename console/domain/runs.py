@@ -30,7 +30,7 @@ from console.domain.validation import (
     in_storable_range,
     normalise_status,
 )
-from console.store import rollups, search
+from console.store import counters, rollups, search
 from console.store.models import agent_runs, audit_log, run_events
 from console.store.runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows, insert_with_cursor
 
@@ -56,6 +56,7 @@ def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns
     delta = rollups.Delta()
     for row in rows:
         delta.add(row, +1)
+        delta.count(None, row)
     params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
     return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
 
@@ -304,6 +305,8 @@ def update_run(session: Session, event_id: str, change: RunUpdate, *, now: Optio
     old = get_run(session, event_id)
     values = {name: getattr(change, name) for name in fields}
     values["updated_at"] = now or utcnow()
+    if counters.reopens(old, values.get("status")):
+        values["reopened"] = 1
     end_time = values.get("end_time")
     if end_time is not None and (old["last_seen_at"] is None or end_time > old["last_seen_at"]):
         values["last_seen_at"] = end_time

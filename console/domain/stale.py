@@ -48,7 +48,7 @@ def sign_of_life(row: Mapping[str, Any], ts: datetime, *, heartbeat: bool = Fals
     marked_at = row.get("stale_marked_at")
     if row.get("stale_marked_by") == "sweep" and marked_at is not None and ts > marked_at:
         if row.get("status") != "running":
-            changes.update(status="running", end_time=None)
+            changes.update(status="running", end_time=None, reopened=1)
             if (row.get("error_summary") or "").startswith(STALE_PREFIX):
                 changes["error_summary"] = None
         changes.update(stale_marked_at=None, stale_marked_by=None)

@@ -102,6 +102,16 @@ def required_scope() -> str:
     return getattr(view, "telemetry_scope", "operator")
 
 
+# The pages' login check, registered by the pages (a layer above): someone logged in to
+# the pages may read the API's description at /docs, then "Authorize" its calls with a token.
+PAGE_LOGIN_CHECK = "telemetry_page_login"
+
+
+def _page_login() -> bool:
+    check = current_app.extensions.get(PAGE_LOGIN_CHECK)
+    return bool(check is not None and check())
+
+
 def check_auth():
     settings: Settings = current_app.config["SETTINGS"]
     if not settings.auth_enabled:
@@ -111,6 +121,8 @@ def check_auth():
         return None
     token = bearer_token()
     found = identify_token(token, settings) if token is not None else None
+    if found is None and request.path.startswith(DOCS_PATHS) and _page_login():
+        return None
     if found is None:
         detail = "missing bearer token" if token is None else "invalid bearer token"
         return error_response(401, detail, {"WWW-Authenticate": "Bearer"})

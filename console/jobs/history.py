@@ -65,11 +65,25 @@ def abandon_running(session: Session, except_runner: str, now: datetime | None =
 
 
 def prune_history(session: Session, keep_days: int, now: datetime | None = None) -> int:
-    """Delete finished job runs older than `keep_days`."""
+    """Delete finished job runs older than `keep_days`.
+
+    The failures among them are added to `job_failures_pruned` first, so that
+    /metrics' telemetry_job_failures_total never falls.
+    """
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
-    result = session.execute(
-        job_runs.delete().where(job_runs.c.started_at < cutoff, job_runs.c.outcome != "running")
-    )
+    old = (job_runs.c.started_at < cutoff, job_runs.c.outcome != "running")
+    failures = session.execute(
+        sa.select(job_runs.c.job, sa.func.count()).where(*old, job_runs.c.outcome == "failure").group_by(job_runs.c.job)
+    ).all()
+    if failures:
+        session.execute(
+            sa.text(
+                "INSERT INTO job_failures_pruned (job, failures) VALUES (:job, :n) "
+                "ON CONFLICT (job) DO UPDATE SET failures = job_failures_pruned.failures + excluded.failures"
+            ),
+            [{"job": job, "n": n} for job, n in failures],
+        )
+    result = session.execute(job_runs.delete().where(*old))
     return result.rowcount
 
 
@@ -148,7 +162,7 @@ def list_jobs(session: Session, jobs: list[str]) -> list[dict[str, Any]]:
 
 
 def job_metrics(session: Session) -> dict[str, dict[str, Any]]:
-    """{job: {"last_success": datetime | None, "failures": int}} for /metrics."""
+    """{job: {"last_success": datetime | None, "failures": int}} for /metrics (failures include pruned ones)."""
     out: dict[str, dict[str, Any]] = {}
     rows = session.execute(
         sa.select(job_runs.c.job, job_runs.c.outcome, sa.func.max(job_runs.c.ended_at), sa.func.count())
@@ -160,7 +174,9 @@ def job_metrics(session: Session) -> dict[str, dict[str, Any]]:
         if outcome == "success":
             entry["last_success"] = last_end
         elif outcome == "failure":
-            entry["failures"] = count
+            entry["failures"] += count
+    for job, pruned in session.execute(sa.text("SELECT job, failures FROM job_failures_pruned")):
+        out.setdefault(job, {"last_success": None, "failures": 0})["failures"] += pruned
     return out
 
 

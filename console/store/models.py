@@ -82,6 +82,8 @@ agent_runs = Table(
     Column("last_heartbeat_at", UTCDateTime),
     Column("stale_marked_at", UTCDateTime),
     Column("stale_marked_by", Text),
+    # 1 once a run left a final status for running: its next final status is no first finish (/metrics).
+    Column("reopened", Integer),
     *(CheckConstraint(f"{name} >= 0", name=f"{name}_nonnegative") for name in COUNTERS),
     CheckConstraint("duration_ms >= 0", name="duration_ms_nonnegative"),
     CheckConstraint("api_retry_count >= 0", name="api_retry_count_nonnegative"),

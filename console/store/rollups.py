@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, parse_timestamp
-from console.store import watermark
+from console.store import counters, watermark
 from console.store.db import driver_cursor
 from console.store.rollup_tables import GAMMA, ITEM_COLUMNS, LOG_GAMMA, MAX_BUCKET, TABLES, add_on_conflict
 
@@ -110,6 +110,7 @@ class Delta:
         self.groups: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
         self.buckets: dict[tuple, int] = defaultdict(int)
         self.touched_hours: dict[datetime, int] = defaultdict(int)
+        self.counters: dict[tuple[str, str, str], int] = defaultdict(int)  # console/store/counters.py
 
     def copy(self) -> Delta:
         other = Delta()
@@ -117,7 +118,14 @@ class Delta:
             other.groups[key] = list(values)
         other.buckets.update(self.buckets)
         other.touched_hours.update(self.touched_hours)
+        other.counters.update(self.counters)
         return other
+
+    def count(self, old: Optional[Mapping[str, Any]], new: Optional[Mapping[str, Any]], sign: int = 1) -> None:
+        """Add what the change old -> new does to the monotonic run counters (sign -1 takes back
+        a change assumed in advance that did not happen)."""
+        for key in counters.increments(old, new):
+            self.counters[key] += sign
 
     def add(self, row: Mapping[str, Any], sign: int) -> None:
         hour = hour_of(row.get("start_time"))
@@ -174,6 +182,7 @@ def record_changes(session: Session, changes: Iterable[Change]) -> None:
     """Apply the rollup effect of run writes made in this session's transaction."""
     delta = Delta()
     for old, new in changes:
+        delta.count(old, new)
         if old is not None and new is not None and _rolled(old) == _rolled(new):
             continue
         if old is not None:
@@ -280,6 +289,7 @@ def apply_delta(session: Session, delta: Delta, rows: Optional[Mapping[str, list
     dialect = session.get_bind().dialect.name
     for table, params in (rows if rows is not None else upsert_rows(delta, dialect)).items():
         _upsert(session, table, params)
+    counters.add(session, delta.counters)
     if dialect == "sqlite" and delta.touched_hours and not session.info.get("rollup_guarded"):
         _settle_dirty(session, delta.touched_hours)
 

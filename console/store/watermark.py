@@ -21,16 +21,17 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from console.store import counters
 from console.store.db import driver_cursor
 from console.store.rollup_tables import ADD_ROWS_ABOVE
 
 
 def catch_up(session: Session) -> int:
-    """Roll up and index every run above the watermark and move it past them; returns it (SQLite write transaction)."""
+    """Roll up, count and index every run above the watermark and move it past them; returns it (SQLite write transaction)."""
     execute = driver_cursor(session).execute  # a few statements per write: SQLAlchemy's own work cost more
     through, highest = _positions(execute)
     if highest > through:
-        for statement in ADD_ROWS_ABOVE:
+        for statement in (*ADD_ROWS_ABOVE, *counters.ADD_ROWS_ABOVE):
             execute(statement, (through,))
         _index_and_move(execute, through, highest)
     return highest
@@ -38,10 +39,13 @@ def catch_up(session: Session) -> int:
 
 def index_without_counting(session: Session) -> None:
     """Index the runs above the watermark and move it past them, leaving the rollups
-    alone: for the rebuild, which recomputes them from every row."""
+    alone: for the rebuild, which recomputes them from every row. The monotonic
+    counters (console/store/counters.py), which no rebuild touches, still count them."""
     execute = driver_cursor(session).execute
     through, highest = _positions(execute)
     if highest > through:
+        for statement in counters.ADD_ROWS_ABOVE:
+            execute(statement, (through,))
         _index_and_move(execute, through, highest)
 
 

@@ -26,7 +26,7 @@ from flask import Flask, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from console.domain import sessions, users
-from console.http.auth import OPERATOR_KINDS, identify_token, is_api_path
+from console.http.auth import OPERATOR_KINDS, PAGE_LOGIN_CHECK, identify_token, is_api_path
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -183,5 +183,6 @@ class PageSessions(SecureCookieSessionInterface):
 def init_app(app: Flask) -> None:
     app.session_interface = PageSessions()
     app.permanent_session_lifetime = timedelta(hours=app.config["SETTINGS"].session_hours)
+    app.extensions[PAGE_LOGIN_CHECK] = lambda: current_user() is not None
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["CSRF_FIELD"] = CSRF_FIELD

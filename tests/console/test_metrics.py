@@ -45,8 +45,11 @@ def test_prometheus_text_from_the_database(client):
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain; version=0.0.4")
     text = response.text
-    assert 'telemetry_runs_total{agent="a\\"b",status="success"} 1' in text
-    assert 'telemetry_runs_total{agent="quiet",status="running"} 2' in text
+    assert 'telemetry_runs{agent="a\\"b",status="success"} 1' in text
+    assert 'telemetry_runs{agent="quiet",status="running"} 2' in text
+    assert 'telemetry_runs_started_total{agent="quiet"} 2' in text
+    assert 'telemetry_runs_finished_total{agent="a\\"b",status="success"} 1' in text
+    assert "# TYPE telemetry_runs gauge" in text and "# TYPE telemetry_runs_started_total counter" in text
     assert 'telemetry_runs_running{agent="quiet"} 2' in text
     assert 'telemetry_runs_stale{agent="quiet"} 1' in text
     assert 'telemetry_ingest_records_total{outcome="accepted"} 3' in text
@@ -61,7 +64,8 @@ def test_openmetrics_for_a_scraper(client):
     response = client.get("/metrics", headers={"Accept": accept})
     assert response.content_type.startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")
-    assert "# TYPE telemetry_runs counter" in response.text
+    assert "# TYPE telemetry_runs gauge" in response.text
+    assert "# TYPE telemetry_runs_started counter" in response.text  # OpenMetrics: the family without _total
 
 
 def test_browser_and_curl_get_json(client):

@@ -96,8 +96,10 @@ def expectation(app, rule, method: str, auth: str, credential: str) -> str:
         if rule.endpoint in PAGE_OPEN or rule.endpoint == "static":
             return "open"
         return "open" if credential == "session" else "login"
-    if mode is None:  # /docs, /openapi.json: reads of the API's description
+    if mode is None:  # /docs, /openapi.json: reads of the API's description, open to a page login too
         mode = "read"
+        if credential == "session":
+            return "open"
     if mode == "write" or (mode == "read" and auth == "reads-closed"):
         return "open" if credential == "token" else "deny_api"
     return "open"
