@@ -24,7 +24,8 @@ def free_port() -> int:
 class ConsoleProcess:
     """`python -m console serve` as a child process, with its log in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = (),
+                 stderr_path: Path | None = None):
         self.env = {
             **os.environ,
             "TELEMETRY_SCHEDULER_ENABLED": "false",
@@ -35,13 +36,15 @@ class ConsoleProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.args = args
+        self.stderr_path = stderr_path  # stderr apart from stdout, when given
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.log_path, "ab")
+        errors = open(self.stderr_path, "ab") if self.stderr_path else subprocess.STDOUT
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "console", "serve", *self.args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=self.env, stdout=log, stderr=errors, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

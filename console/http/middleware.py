@@ -7,6 +7,7 @@ import uuid
 from flask import Flask, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from console.core.logs import current_request_id
 from console.http.errors import error_response, wants_json
 
 # How much of an oversized body we read and throw away before answering 413, so
@@ -23,6 +24,14 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def assign_request_id():
         g.request_id = (request.headers.get("X-Request-ID") or "")[:128] or uuid.uuid4().hex
+        # Every line logged while this request is served carries its id.
+        g.request_id_token = current_request_id.set(g.request_id)
+
+    @app.teardown_request
+    def forget_request_id(_exc):
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            current_request_id.reset(token)
 
     @app.before_request
     def refuse_nul_in_url():

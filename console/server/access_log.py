@@ -8,17 +8,26 @@ These logger classes write the same lines for a quarter of that:
 - `TextAccessLogger`: gunicorn's default ("combined") line, as before.
 - `JsonAccessLogger` (TELEMETRY_LOG_FORMAT=json): one JSON object per request,
   encoded as JSON (gunicorn's template put header values between quotes as they
-  came, so a request id holding a `"` broke the line).
+  came, so a request id holding a `"` broke the line), with its time; gunicorn's
+  own lines (start, workers, signals, errors) become JSON objects too.
+
+Both write to stderr, gunicorn's lines and the app's included, so that one stream
+holds every line in order.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import time
 import traceback
 from datetime import timedelta
 from typing import Any
 
 from gunicorn import glogging
+
+from console.core.logs import JsonFormatter, log_time
 
 
 class _AccessLogger(glogging.Logger):
@@ -33,6 +42,15 @@ class _AccessLogger(glogging.Logger):
             or cfg.logconfig_json
             or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
         )
+        for handler in self.access_log.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
+        if self.error_formatter is not None:
+            for handler in self.error_log.handlers:
+                handler.setFormatter(self.error_formatter)
+
+    # gunicorn's own lines keep its text form unless a subclass says otherwise.
+    error_formatter: logging.Formatter | None = None
 
     def access(self, resp, req, environ, request_time: timedelta) -> None:
         if not self._logs_access:
@@ -75,12 +93,15 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # 
 
 
 class JsonAccessLogger(_AccessLogger):
-    """remote, request, status, bytes, ms and the request id the answer carried."""
+    """time, remote, request, status, bytes, ms and the request id the answer carried."""
+
+    error_formatter = JsonFormatter()
 
     def line(self, resp, environ, request_time) -> str:
         request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), "-")
         return _encode(
             {
+                "time": log_time(time.time()),
                 "remote": environ.get("REMOTE_ADDR", "-"),
                 "request": _request(environ),
                 "status": int(_status(resp)),

@@ -1,8 +1,11 @@
 """gunicorn settings for `python -m console serve`, all from TELEMETRY_* settings."""
 
+from console.core.logs import configure_logging
 from console.core.settings import load_settings
 
 _settings = load_settings()
+# The master's own lines (its hooks, libraries' warnings) in the configured format too.
+configure_logging(_settings.log_level, _settings.log_format)
 
 bind = f"{_settings.api_host}:{_settings.api_port}"
 workers = _settings.api_workers
@@ -12,7 +15,7 @@ timeout = _settings.api_timeout
 graceful_timeout = 30
 keepalive = 5
 preload_app = False  # each worker opens its own engine and scheduler
-accesslog = "-"
+accesslog = "-"  # on stderr, beside gunicorn's and the app's lines (console/server/access_log.py)
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # gunicorn would believe X-Forwarded-Proto from any loopback client (so a local page or
