@@ -1,6 +1,17 @@
 # Local Telemetry console: gunicorn through `python -m console serve`, data in /data.
 FROM python:3.11-slim
 
+# Set at build time: docker build --build-arg VERSION=1.2.3 --build-arg SOURCE_URL=https://... .
+# LICENSE is an SPDX expression; NOASSERTION (SPDX's "not stated") until the project states one.
+ARG VERSION=0.1.0
+ARG SOURCE_URL=""
+ARG LICENSE=NOASSERTION
+LABEL org.opencontainers.image.title="Local Telemetry console" \
+      org.opencontainers.image.description="Run telemetry for LLM agents and batch jobs: JSON API, ops console, scheduled retention and backups" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="${LICENSE}"
+
 # postgresql-client: pg_dump / pg_restore for backups of a PostgreSQL database.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-client \

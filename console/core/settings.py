@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -349,6 +350,50 @@ class Settings:
         return out
 
 
+# A secret in a file (Docker and Kubernetes secrets) is small; anything bigger is a wrong path.
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+def secret_file_variables() -> list[str]:
+    """The settings that also accept `NAME_FILE`: those `describe()` masks."""
+    masked = SECRET_ATTRIBUTES | {"database_url_raw"}
+    return [name for name, (attr, _parser, _default) in _SPEC.items() if attr in masked]
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    """The secret in `path`, its trailing newline stripped; a one-line SettingsError otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the start
+    except OSError as exc:
+        raise SettingsError(f"{variable}={path!r} cannot be read: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SettingsError(f"{variable}={path!r} is not allowed: name a regular file that holds the secret")
+        data = os.read(fd, SECRET_FILE_MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_MAX_BYTES:
+        raise SettingsError(f"{variable}={path!r} is not allowed: the file is larger than {SECRET_FILE_MAX_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}={path!r} is not allowed: the file is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """`env` with each `NAME_FILE` read into `NAME`; both set is an error (which one would win?)."""
+    read: dict[str, str] = {}
+    for name in secret_file_variables():
+        path = env.get(f"{name}_FILE", "")
+        if not path.strip():
+            continue
+        if (env.get(name) or "").strip():
+            raise SettingsError(f"{name} and {name}_FILE are both set: set only one of them")
+        read[name] = _read_secret_file(f"{name}_FILE", path.strip())
+    return {**env, **read} if read else env
+
+
 def _mask_url(url: str) -> str:
     """Hide the password in a database URL."""
     if "://" not in url or "@" not in url:
@@ -362,7 +407,7 @@ def _mask_url(url: str) -> str:
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Parse settings from `environ` (default: os.environ); keyword overrides win."""
-    env = os.environ if environ is None else environ
+    env = _with_secret_files(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
     for name, (attr, parser, default) in _SPEC.items():
         raw = env.get(name)
