@@ -100,14 +100,15 @@ def restore_command(settings: Settings, options) -> int:
 
 @command(
     "export",
-    "Post ended runs to the configured webhooks / Google Sheets now (one attempt each).",
+    "Post ended runs to the configured webhooks / OTLP / Google Sheets now (one attempt each).",
     arg("--backfill", action="store_true", help="also post runs that ended before a destination was configured"),
 )
 def export_command(settings: Settings, options) -> int:
     from console.jobs.export import destinations, export_pending
 
     if not destinations(settings):
-        print("error: no export destination is configured (TELEMETRY_EXPORT_WEBHOOK_URLS, GOOGLE_SHEETS_API_*)",
+        print("error: no export destination is configured "
+              "(TELEMETRY_EXPORT_WEBHOOK_URLS, TELEMETRY_EXPORT_OTLP_ENDPOINT, GOOGLE_SHEETS_API_*)",
               file=sys.stderr)
         return 2
     return _run(settings, "export", lambda db: export_pending(db, settings, backfill=options.backfill))

@@ -8,12 +8,14 @@ naming the variable, the value and what is allowed.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 APP_NAME = "local-telemetry"
 
@@ -119,6 +121,30 @@ def _schedule(name: str, raw: str) -> str:
     return value
 
 
+def _http_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name}={_mask_url(value)!r} is not allowed: use a full http:// or https:// URL")
+    return value
+
+
+def _headers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """Parse `key=value,key=value` as OTEL_EXPORTER_OTLP_HEADERS does (values may be %-encoded)."""
+    pairs = []
+    for part in _list(name, raw):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), unquote(value.strip())
+        if not sep or not _HEADER_NAME.match(key) or not value or any(c in value for c in "\r\n\0"):
+            raise SettingsError(f"{name}=*** is not allowed: use key=value pairs, comma-separated "
+                                "(a header name, then its value; %-encode commas)")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
 # name -> (attribute, parser, default). The default is already parsed.
 _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_DB_PATH": ("db_path_raw", _text, ""),
@@ -167,6 +193,8 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_EXPORT_WEBHOOK_SECRET": ("export_webhook_secret", _text, ""),
     "TELEMETRY_EXPORT_MAX_ATTEMPTS": ("export_max_attempts", _int(1), 5),
     "TELEMETRY_EXPORT_TIMEOUT_MS": ("export_timeout_ms", _int(50), 10000),
+    "TELEMETRY_EXPORT_OTLP_ENDPOINT": ("export_otlp_endpoint", _http_url, ""),
+    "TELEMETRY_EXPORT_OTLP_HEADERS": ("export_otlp_headers", _headers, ()),
     "GOOGLE_SHEETS_API_URL": ("google_sheets_url", _text, ""),
     "GOOGLE_SHEETS_API_TOKEN": ("google_sheets_token", _text, ""),
     "TELEMETRY_STALE_SWEEP_MINUTES": ("stale_sweep_minutes", _int(0), 0),
@@ -176,7 +204,8 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
 
 # Values never printed in full.
 SECRET_ATTRIBUTES = frozenset(
-    {"auth_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token"}
+    {"auth_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token",
+     "export_otlp_headers"}
 )
 
 
@@ -230,6 +259,8 @@ class Settings:
     export_webhook_secret: str
     export_max_attempts: int
     export_timeout_ms: int
+    export_otlp_endpoint: str
+    export_otlp_headers: tuple[tuple[str, str], ...]
     google_sheets_url: str
     google_sheets_token: str
     stale_sweep_minutes: int
