@@ -30,10 +30,10 @@ test-fast: install
 	$(PY) -m pytest -x -q -m "not browser and not reliability"
 
 lint: install
-	$(PY) -m ruff check console sdk tests scripts migrations wsgi.py
+	$(PY) -m ruff check console sdk tests scripts migrations
 
 format: install
-	$(PY) -m ruff format console sdk tests scripts migrations wsgi.py
+	$(PY) -m ruff format console sdk tests scripts migrations
 
 soak: install
 	TELEMETRY_SOAK=1 $(PY) -m pytest -m "soak" -p no:cacheprovider
