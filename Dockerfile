@@ -1,6 +1,15 @@
 # Local Telemetry console: gunicorn through `python -m console serve`, data in /data.
 FROM python:3.11-slim
 
+# `docker build --build-arg VERSION=$(python -c 'import console; print(console.__version__)') .`
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="Local Telemetry console" \
+      org.opencontainers.image.description="Run telemetry for LLM agents and batch jobs: API, pages, scheduled jobs" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
+
 # postgresql-client: pg_dump / pg_restore for backups of a PostgreSQL database.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-client \

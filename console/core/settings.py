@@ -2,7 +2,9 @@
 
 `load_settings(environ)` reads the environment (or a dict in tests) and returns a
 frozen `Settings`. A bad value raises `SettingsError` whose message is one line
-naming the variable, the value and what is allowed.
+naming the variable, the value and what is allowed. Each secret (and the database
+URL) may instead come from a file named by `<NAME>_FILE` (Docker and Kubernetes
+secrets), e.g. `TELEMETRY_API_AUTH_TOKEN_FILE=/run/secrets/token`.
 """
 
 from __future__ import annotations
@@ -356,12 +358,44 @@ def _mask_url(url: str) -> str:
     return f"{scheme}://{creds}@{host}"
 
 
+def file_variables() -> list[str]:
+    """The variables that may be read from a file named by `<NAME>_FILE`."""
+    return [name for name, (attr, _p, _d) in _SPEC.items() if attr in SECRET_ATTRIBUTES or attr == "database_url_raw"]
+
+
+# A secret file is a token or a URL, never more.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def _from_file(name: str, env: Mapping[str, str]) -> str | None:
+    """The value of `name` from the file `<name>_FILE` names, or None when that is unset."""
+    path = (env.get(f"{name}_FILE") or "").strip()
+    if not path:
+        return None
+    if (env.get(name) or "").strip():
+        raise SettingsError(f"{name} and {name}_FILE are both set: use one of them")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise SettingsError(f"{name}_FILE={path!r} is larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{name}_FILE={path!r} is not UTF-8 text") from None
+    # Editors and `echo` end files with a newline; it is not part of the secret.
+    return text.strip("\r\n")
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Parse settings from `environ` (default: os.environ); keyword overrides win."""
     env = os.environ if environ is None else environ
+    from_files = {name: value for name in file_variables() if (value := _from_file(name, env)) is not None}
     values: dict[str, Any] = {}
     for name, (attr, parser, default) in _SPEC.items():
-        raw = env.get(name)
+        raw = from_files.get(name, env.get(name))
         values[attr] = default if raw is None or raw.strip() == "" else parser(name, raw)
     values["base_dir"] = default_base_dir(env)
     values.update(overrides)
