@@ -57,7 +57,7 @@ def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[s
     from console.http import middleware
     from console.web import init_app as init_web
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, context=middleware.log_context)
     middleware.init_app(app)
     init_api(app)
     init_web(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.http.errors import error_response, wants_json
@@ -12,6 +12,13 @@ from console.http.errors import error_response, wants_json
 # How much of an oversized body we read and throw away before answering 413, so
 # that the client (which is still sending) receives the answer instead of a reset.
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def log_context() -> dict[str, str]:
+    """The request id of the request being served, for its log lines (none outside a request)."""
+    if has_request_context() and "request_id" in g:
+        return {"request_id": g.request_id}
+    return {}
 
 
 def init_app(app: Flask) -> None:

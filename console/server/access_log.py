@@ -8,17 +8,20 @@ These logger classes write the same lines for a quarter of that:
 - `TextAccessLogger`: gunicorn's default ("combined") line, as before.
 - `JsonAccessLogger` (TELEMETRY_LOG_FORMAT=json): one JSON object per request,
   encoded as JSON (gunicorn's template put header values between quotes as they
-  came, so a request id holding a `"` broke the line).
+  came, so a request id holding a `"` broke the line), with its UTC time; and
+  gunicorn's own error log (start, workers, crashes) as the console's JSON lines.
 """
 
 from __future__ import annotations
 
 import json
 import traceback
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gunicorn import glogging
+
+from console.core.logs import JsonFormatter
 
 
 class _AccessLogger(glogging.Logger):
@@ -75,12 +78,19 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # 
 
 
 class JsonAccessLogger(_AccessLogger):
-    """remote, request, status, bytes, ms and the request id the answer carried."""
+    """time, remote, request, status, bytes, ms and the request id the answer carried."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
 
     def line(self, resp, environ, request_time) -> str:
         request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), "-")
         return _encode(
             {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "logger": "gunicorn.access",
                 "remote": environ.get("REMOTE_ADDR", "-"),
                 "request": _request(environ),
                 "status": int(_status(resp)),
