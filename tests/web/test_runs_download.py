@@ -10,6 +10,8 @@ from datetime import timedelta
 import pytest
 import requests
 
+from console.app import create_app
+from console.core.settings import load_settings
 from console.core.timeutil import utcnow
 from console.domain.runs import RunFilters
 from console.web import downloads
@@ -125,3 +127,15 @@ def test_a_real_server_streams_a_large_download_in_chunks(console_server, db):
         body = b"".join(response.iter_content(65536)).decode()
     rows = rows_of_csv(body)
     assert len(rows) == 1500 and rows[0]["run_id"] == "big-0000" and rows[-1]["run_id"] == "big-1499"
+
+
+def test_a_download_needs_the_page_login_when_auth_is_on(env, db, fleet):
+    settings = load_settings({**env, "TELEMETRY_API_AUTH_ENABLED": "true", "TELEMETRY_API_AUTH_TOKEN": "t0ken-value"})
+    app = create_app(settings, {"TESTING": True})
+    try:
+        for path in ("/runs/download.csv", "/runs/download.json?host=web-1"):
+            response = app.test_client().get(path)
+            assert response.status_code == 303 and response.headers["Location"].startswith("/login?next=")
+            assert "web-prod" not in text(response)
+    finally:
+        app.extensions["telemetry_db"].dispose()
