@@ -41,6 +41,7 @@ MAX_CHAIN = 64
 MAX_EVENTS = 1000
 # A longer attribute string is cut (backends drop whole spans over their own limits).
 MAX_VALUE_CHARS = 4096
+MAX_KEY_CHARS = 256
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -175,7 +176,8 @@ def any_value(value: Any) -> AnyValue:
 
 
 def _attributes(pairs: list[tuple[str, Any]]) -> list[KeyValue]:
-    return [KeyValue(key=key, value=any_value(value)) for key, value in pairs if value is not None and value != ""]
+    return [KeyValue(key=key[:MAX_KEY_CHARS], value=any_value(value)) for key, value in pairs
+            if value is not None and value != ""]
 
 
 def run_attributes(run: Mapping[str, Any]) -> list[KeyValue]:

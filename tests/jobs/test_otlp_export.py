@@ -236,6 +236,8 @@ def test_an_orphan_is_exported_alone_after_the_wait(db, make_settings, receiver)
     at = t0 + timedelta(seconds=1)
     orphan = run_row(run_id="orphan", parent_run_id="never-stored", created_at=at)
     insert_runs(db, [orphan])
+    # The scan watermark passes runs quiet for SETTLED_AFTER: a waiting run must be exported before that.
+    assert otlp.PARENT_WAIT < export.SETTLED_AFTER
     just_before = at + otlp.PARENT_WAIT - timedelta(seconds=1)
     assert export.export_pending(db, settings, sleep=no_sleep, now=just_before)["waiting"] == 1
     counts = export.export_pending(db, settings, sleep=no_sleep, now=at + otlp.PARENT_WAIT + timedelta(seconds=1))
@@ -289,12 +291,15 @@ def test_many_events_are_capped_and_counted_as_dropped(db, make_settings, receiv
     insert_runs(db, [row])
     db.write(lambda s: s.execute(run_events.insert(), [
         {"event_id": row["event_id"], "run_id": "chatty", "event_type": "step",
-         "timestamp": row["start_time"] + timedelta(microseconds=i), "payload_json": {"i": i, "big": 2**70},
+         "timestamp": row["start_time"] + timedelta(microseconds=i),
+         "payload_json": {"i": i, "big": 2**70, "k" * 1000: "v" * 10_000},
          "uid": str(uuid.uuid4()), "created_at": row["start_time"]} for i in range(otlp.MAX_EVENTS + 5)]))
     export.export_pending(db, settings, sleep=no_sleep, now=t0 + timedelta(seconds=5))
     _, span = receiver.spans()[row["event_id"]]
     assert len(span.events) == otlp.MAX_EVENTS and span.dropped_events_count == 5
-    assert attrs(span.events[0])["big"].string_value == str(2**70)  # past int64: text
+    first = attrs(span.events[0])
+    assert first["big"].string_value == str(2**70)  # past int64: text
+    assert first["k" * otlp.MAX_KEY_CHARS].string_value == "v" * otlp.MAX_VALUE_CHARS
 
 
 @pytest.mark.parametrize("value", ["novalue", "=x", "a b=c", "k=", "k=v%0d%0aInjected: 1"])
