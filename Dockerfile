@@ -29,9 +29,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY console ./console
 COPY migrations ./migrations
-COPY templates ./templates
 COPY sdk ./sdk
-COPY wsgi.py alembic.ini ./
+COPY alembic.ini ./
 # The SDK too, so that `telemetry sync` / `telemetry status` work inside the container.
 RUN pip install --no-cache-dir ./sdk
 

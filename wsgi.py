@@ -1,5 +1,3 @@
-"""gunicorn entry point: `gunicorn wsgi:app` (use `python -m console serve`)."""
+"""gunicorn entry point at the repository root: `gunicorn wsgi:app` (`python -m console serve` uses console.server.wsgi)."""
 
-from console.app import create_app
-
-app = create_app()
+from console.server.wsgi import app  # noqa: F401

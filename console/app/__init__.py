@@ -11,7 +11,7 @@ from console.core.logs import configure_logging
 from console.core.settings import Settings, load_settings
 from console.store.db import Database
 
-# Static files and templates are found from the `console` package, as before the app moved here.
+# Static files and templates live in the `console` package (console/static, console/templates).
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +36,7 @@ class Console(Flask):
 def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[str, Any]] = None) -> Flask:
     """Build the console. No threads are started here (the scheduler is `serve`'s)."""
     settings = settings or load_settings()
-    app = Console("console", root_path=str(PACKAGE_ROOT), static_folder="static", template_folder="../templates")
+    app = Console("console", root_path=str(PACKAGE_ROOT), static_folder="static", template_folder="templates")
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key(),

@@ -10,7 +10,8 @@ from console.cli.registry import arg, command, print_json
 from console.core.settings import Settings
 from console.store import migrate
 
-ROOT = Path(__file__).resolve().parents[2]
+# The installed (or checked-out) `console` package.
+PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @command(
@@ -26,9 +27,8 @@ def serve(settings: Settings, options) -> int:
     env.setdefault("TELEMETRY_SCHEDULER_ENABLED", "true")
     argv = [
         sys.executable, "-m", "gunicorn",
-        "--config", str(ROOT / "console" / "server" / "gunicorn_conf.py"),
-        "--chdir", str(ROOT),
-        "wsgi:app",
+        "--config", str(PACKAGE / "server" / "gunicorn_conf.py"),
+        "console.server.wsgi:app",
     ]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)

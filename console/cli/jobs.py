@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from console.cli.registry import arg, command, print_json
+from console.core.progress import terminal_progress
 from console.core.settings import Settings
+from console.jobs.scheduler import ALL_JOBS
 from console.store.db import Database, make_engine
 
 
@@ -60,7 +62,7 @@ def retention_command(settings: Settings, options) -> int:
             db.dispose()
         return 0
     return _run(settings, "retention", lambda db: apply_retention(
-        db, days, batch_size=batch, vacuum=settings.retention_vacuum))
+        db, days, batch_size=batch, vacuum=settings.retention_vacuum, progress=terminal_progress()))
 
 
 @command(
@@ -72,7 +74,7 @@ def backup_command(settings: Settings, options) -> int:
     from console.jobs.backup import take_backup
 
     dest = Path(options.dir) if options.dir else None
-    return _run(settings, "backup", lambda db: take_backup(settings, dest_dir=dest))
+    return _run(settings, "backup", lambda db: take_backup(settings, dest_dir=dest, progress=terminal_progress()))
 
 
 @command(
@@ -87,7 +89,7 @@ def restore_command(settings: Settings, options) -> int:
 
     try:
         result = restore(settings, Path(options.file), to=Path(options.to) if options.to else None,
-                         force=options.force)
+                         force=options.force, progress=terminal_progress())
     except RestoreRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -100,14 +102,15 @@ def restore_command(settings: Settings, options) -> int:
 
 @command(
     "export",
-    "Post ended runs to the configured webhooks / Google Sheets now (one attempt each).",
+    "Post ended runs to the configured webhooks / OTLP / Google Sheets now (one attempt each).",
     arg("--backfill", action="store_true", help="also post runs that ended before a destination was configured"),
 )
 def export_command(settings: Settings, options) -> int:
     from console.jobs.export import destinations, export_pending
 
     if not destinations(settings):
-        print("error: no export destination is configured (TELEMETRY_EXPORT_WEBHOOK_URLS, GOOGLE_SHEETS_API_*)",
+        print("error: no export destination is configured "
+              "(TELEMETRY_EXPORT_WEBHOOK_URLS, TELEMETRY_EXPORT_OTLP_ENDPOINT, GOOGLE_SHEETS_API_*)",
               file=sys.stderr)
         return 2
     return _run(settings, "export", lambda db: export_pending(db, settings, backfill=options.backfill))
@@ -117,12 +120,12 @@ def export_command(settings: Settings, options) -> int:
     "jobs",
     "Scheduled jobs: list them (next run, last outcome), or run one now.",
     arg("action", choices=["list", "run"]),
-    arg("name", nargs="?", help="the job to run: backup, export, retention, stale_sweep"),
+    arg("name", nargs="?", help=f"the job to run: {', '.join(ALL_JOBS)}"),
     arg("--request", action="store_true", help="ask the serving console's leader to run it instead"),
 )
 def jobs_command(settings: Settings, options) -> int:
     from console.jobs import history
-    from console.jobs.scheduler import ALL_JOBS, configured_jobs
+    from console.jobs.scheduler import configured_jobs
 
     if options.action == "list":
         db = _db(settings)

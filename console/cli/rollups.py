@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console.cli.registry import arg, command
+from console.core.progress import terminal_progress
 from console.store import watermark
 from console.store.db import Database, make_plain_engine
 from console.store.reconcile import rebuild, recompute_from_runs, reconcile_dirty, stored_rollups
@@ -18,7 +19,8 @@ def rollups_command(settings, options) -> int:
     db = Database(settings, make_plain_engine(settings))
     try:
         if options.action == "rebuild":
-            groups = db.write(rebuild)
+            progress = terminal_progress()
+            groups = db.write(lambda session: rebuild(session, progress))
             print(f"rollups rebuilt: {groups} (agent, status, hour) groups")
         elif options.action == "reconcile":
             hours = db.write(lambda session: reconcile_dirty(session, limit=1_000_000))

@@ -2,13 +2,16 @@
 
 `load_settings(environ)` reads the environment (or a dict in tests) and returns a
 frozen `Settings`. A bad value raises `SettingsError` whose message is one line
-naming the variable, the value and what is allowed.
+naming the variable, the value and what is allowed. Each secret (and the database
+URL) may instead come from a file named by `<NAME>_FILE` (Docker and Kubernetes
+secrets), e.g. `TELEMETRY_API_AUTH_TOKEN_FILE=/run/secrets/token`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import stat
 import sys
@@ -16,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 APP_NAME = "local-telemetry"
 
@@ -138,6 +142,30 @@ def _schedule(name: str, raw: str) -> str:
     return value
 
 
+def _http_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name}={_mask_url(value)!r} is not allowed: use a full http:// or https:// URL")
+    return value
+
+
+def _headers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """Parse `key=value,key=value` as OTEL_EXPORTER_OTLP_HEADERS does (values may be %-encoded)."""
+    pairs = []
+    for part in _list(name, raw):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), unquote(value.strip())
+        if not sep or not _HEADER_NAME.match(key) or not value or any(c in value for c in "\r\n\0"):
+            raise SettingsError(f"{name}=*** is not allowed: use key=value pairs, comma-separated "
+                                "(a header name, then its value; %-encode commas)")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
 # name -> (attribute, parser, default). The default is already parsed.
 _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_DB_PATH": ("db_path_raw", _text, ""),
@@ -192,6 +220,8 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_EXPORT_WEBHOOK_SECRET": ("export_webhook_secret", _text, ""),
     "TELEMETRY_EXPORT_MAX_ATTEMPTS": ("export_max_attempts", _int(1), 5),
     "TELEMETRY_EXPORT_TIMEOUT_MS": ("export_timeout_ms", _int(50), 10000),
+    "TELEMETRY_EXPORT_OTLP_ENDPOINT": ("export_otlp_endpoint", _http_url, ""),
+    "TELEMETRY_EXPORT_OTLP_HEADERS": ("export_otlp_headers", _headers, ()),
     "GOOGLE_SHEETS_API_URL": ("google_sheets_url", _text, ""),
     "GOOGLE_SHEETS_API_TOKEN": ("google_sheets_token", _text, ""),
     "TELEMETRY_STALE_SWEEP_MINUTES": ("stale_sweep_minutes", _int(0), 0),
@@ -201,7 +231,8 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
 
 # Values never printed in full.
 SECRET_ATTRIBUTES = frozenset(
-    {"auth_tokens", "agent_tokens", "operator_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token"}
+    {"auth_tokens", "agent_tokens", "operator_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret",
+     "google_sheets_token", "export_otlp_headers"}
 )
 
 
@@ -261,6 +292,8 @@ class Settings:
     export_webhook_secret: str
     export_max_attempts: int
     export_timeout_ms: int
+    export_otlp_endpoint: str
+    export_otlp_headers: tuple[tuple[str, str], ...]
     google_sheets_url: str
     google_sheets_token: str
     stale_sweep_minutes: int

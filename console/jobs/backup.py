@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from console.core.locks import try_exclusive
+from console.core.progress import Progress, quiet
 from console.core.settings import Settings
 from console.core.timeutil import utcnow
 from console.jobs.serving import serving_lock_path
@@ -45,7 +46,8 @@ def scheduled_backup(db: Database, settings: Settings) -> dict[str, Any]:
     return take_backup(settings)
 
 
-def take_backup(settings: Settings, *, now: datetime | None = None, dest_dir: Path | None = None) -> dict[str, Any]:
+def take_backup(settings: Settings, *, now: datetime | None = None, dest_dir: Path | None = None,
+                progress: Progress = quiet) -> dict[str, Any]:
     """Take one checked backup of the configured database; return what was written and pruned."""
     started = time.monotonic()
     directory = Path(dest_dir or settings.backup_dir)
@@ -54,11 +56,13 @@ def take_backup(settings: Settings, *, now: datetime | None = None, dest_dir: Pa
     if settings.is_sqlite:
         suffix = ".sqlite.gz" if settings.backup_compress else ".sqlite"
         final = _free_name(directory, stamp, suffix)
-        runs = _sqlite_backup(settings, final, settings.backup_compress)
+        runs = _sqlite_backup(settings, final, settings.backup_compress, progress)
     else:
         final = _free_name(directory, stamp, ".dump")
         runs = None
-        _pg_dump(settings, final)
+        progress(f"backup: pg_dump to {final.name}")
+        _pg_dump(settings, final, progress)
+    progress(f"backup: {final.name} written; pruning to the newest {settings.backup_keep}")
     removed = prune_backups(directory, settings.backup_keep)
     report: dict[str, Any] = {"path": str(final), "bytes": final.stat().st_size, "removed": [str(p) for p in removed],
                               "seconds": round(time.monotonic() - started, 3)}
@@ -90,12 +94,13 @@ def _free_name(directory: Path, stamp: str, suffix: str) -> Path:
     return path
 
 
-def _sqlite_backup(settings: Settings, final: Path, compress: bool) -> int:
+def _sqlite_backup(settings: Settings, final: Path, compress: bool, progress: Progress) -> int:
     partial = final.with_name(f".{final.name}.partial")
     copy = partial.with_suffix(".sqlite") if compress else partial
     try:
         source = sqlite3.connect(str(settings.db_path), timeout=settings.db_busy_timeout_ms / 1000)
         target = sqlite3.connect(str(copy))
+        progress(f"backup: copying {settings.db_path.name} to {final.name}")
         try:
             # One step (pages=-1): a consistent snapshot under one short read lock; a
             # step-wise copy would start over each time ingest writes.
@@ -103,8 +108,10 @@ def _sqlite_backup(settings: Settings, final: Path, compress: bool) -> int:
         finally:
             target.close()
             source.close()
+        progress("backup: checking the copy (integrity_check)")
         runs = check_sqlite_file(copy)
         if compress:
+            progress("backup: compressing")
             with open(copy, "rb") as raw, gzip.open(partial, "wb", compresslevel=6) as packed:
                 shutil.copyfileobj(raw, packed, 1024 * 1024)
             copy.unlink()
@@ -161,7 +168,7 @@ def _pg_args(settings: Settings) -> tuple[str, dict[str, str]]:
     return url.render_as_string(hide_password=False), env
 
 
-def _pg_dump(settings: Settings, final: Path) -> None:
+def _pg_dump(settings: Settings, final: Path, progress: Progress) -> None:
     partial = final.with_name(f".{final.name}.partial")
     url, env = _pg_args(settings)
     try:
@@ -169,6 +176,7 @@ def _pg_dump(settings: Settings, final: Path) -> None:
                                "--dbname", url], env=env, capture_output=True, text=True, timeout=3600)
         if done.returncode != 0:
             raise BackupError(f"pg_dump failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        progress("backup: checking the archive (pg_restore --list)")
         check_pg_dump(settings, partial)
         os.replace(partial, final)
     except BaseException:
@@ -183,13 +191,13 @@ def check_pg_dump(settings: Settings, path: Path) -> None:
 
 
 def restore(settings: Settings, file: Path, *, to: Path | None = None, force: bool = False,
-            now: datetime | None = None) -> dict[str, Any]:
+            now: datetime | None = None, progress: Progress = quiet) -> dict[str, Any]:
     """Put a backup in place of the target database (SQLite file or PostgreSQL database)."""
     file = Path(file)
     if not file.exists():
         raise BackupError(f"{file} does not exist")
     if not settings.is_sqlite and to is None:
-        return _pg_restore(settings, file, force)
+        return _pg_restore(settings, file, force, progress)
     target = Path(to) if to is not None else settings.db_path
     target.parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%SZ")
@@ -198,11 +206,13 @@ def restore(settings: Settings, file: Path, *, to: Path | None = None, force: bo
     os.close(fd)
     staged = Path(staged_name)
     try:
+        progress(f"restore: staging {file.name} beside {target.name}")
         if file.name.endswith(".gz"):
             with gzip.open(file, "rb") as packed, open(staged, "wb") as raw:
                 shutil.copyfileobj(packed, raw, 1024 * 1024)
         else:
             shutil.copyfile(file, staged)
+        progress("restore: checking it (integrity_check)")
         runs = check_sqlite_file(staged)
         lock = try_exclusive(serving_lock_path(settings, target))
         if lock is None and not force:
@@ -216,6 +226,7 @@ def restore(settings: Settings, file: Path, *, to: Path | None = None, force: bo
                 old = Path(f"{target}{sidecar}")
                 if old.exists():
                     os.replace(old, Path(f"{aside or target}{sidecar}.replaced-{stamp}"))
+            progress(f"restore: putting it in place of {target}")
             _fsync(staged)
             os.replace(staged, target)
             _fsync_dir(target.parent)
@@ -228,12 +239,14 @@ def restore(settings: Settings, file: Path, *, to: Path | None = None, force: bo
             "replaced_file_kept_at": str(aside) if aside else None, "forced": force and lock is None}
 
 
-def _pg_restore(settings: Settings, file: Path, force: bool) -> dict[str, Any]:
+def _pg_restore(settings: Settings, file: Path, force: bool, progress: Progress) -> dict[str, Any]:
+    progress(f"restore: checking {file.name} (pg_restore --list)")
     check_pg_dump(settings, file)
     lock = try_exclusive(serving_lock_path(settings))
     if lock is None and not force:
         raise RestoreRefused("a console on this host is serving this PostgreSQL database: stop it first, or use --force")
     url, env = _pg_args(settings)
+    progress("restore: pg_restore --clean --single-transaction")
     try:
         done = subprocess.run([pg_tool(settings, "pg_restore"), "--clean", "--if-exists", "--no-owner",
                                "--single-transaction", "--dbname", url, str(file)],

@@ -1,4 +1,7 @@
-"""Export ("API posting"): post ended runs to webhooks and a Google Sheets web app.
+"""Export ("API posting"): post ended runs to webhooks, a Google Sheets web app and OTLP.
+
+An OTLP destination receives each run as a span (console/jobs/otlp.py, docs/otel.md);
+a run whose parent is not stored yet waits up to otlp.PARENT_WAIT, unclaimed.
 
 Per run and destination, a row in `export_state` (pending, posted, rejected,
 gave_up; attempts; tries; last status and error). One attempt = up to four HTTP
@@ -33,7 +36,7 @@ from sqlalchemy.orm import Session
 from console.core.settings import Settings
 from console.core.timeutil import format_utc, utcnow
 from console.domain.records import run_to_dict
-from console.jobs import history
+from console.jobs import history, otlp
 from console.jobs.tables import export_destinations, export_state
 from console.store.db import Database
 from console.store.models import agent_runs
@@ -52,12 +55,13 @@ BATCH = 200
 
 @dataclass(frozen=True)
 class Destination:
-    key: str  # stable name in export_state: "webhook:<hash of the URL>" or "sheets"
-    kind: str  # webhook | sheets
+    key: str  # stable name in export_state: "webhook:<hash of the URL>", "otlp:<hash>" or "sheets"
+    kind: str  # webhook | sheets | otlp
     url: str
     label: str  # the URL without credentials or query, safe to show
     token: str = ""
     secret: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -78,6 +82,10 @@ def destinations(settings: Settings) -> list[Destination]:
     if settings.google_sheets_enabled and settings.google_sheets_url:
         out.append(Destination("sheets", "sheets", settings.google_sheets_url, _label(settings.google_sheets_url),
                                settings.google_sheets_token))
+    if settings.export_otlp_endpoint:
+        url = settings.export_otlp_endpoint
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        out.append(Destination(f"otlp:{digest}", "otlp", url, _label(url), headers=settings.export_otlp_headers))
     return out
 
 
@@ -100,7 +108,7 @@ def export_pending(db: Database, settings: Settings, *, backfill: bool = False, 
     """Post every pending ended run once to each destination (one attempt each); return counts."""
     dests = destinations(settings)
     counts = {"posted": 0, "rejected": 0, "retrying": 0, "gave_up": 0, "tries": 0, "deferred": 0,
-              "destinations": len(dests)}
+              "waiting": 0, "destinations": len(dests)}
     if not dests:
         return counts
     clock = (lambda: now) if now is not None else utcnow
@@ -135,14 +143,18 @@ def _post_all(db: Database, settings: Settings, dests: list[Destination], counts
                 log.warning("export to %s: %d attempts failed in a row; %d run(s) left for the next pass",
                             dest.label, failing, len(candidates) - index)
                 break
+            if dest.kind == "otlp" and _waits_for_parent(db, event_id, clock()):
+                counts["waiting"] += 1
+                continue
             if not db.write(lambda s, e=event_id, k=dest.key: claim_attempt(s, e, k, clock(), hold)):
                 continue
             with db.read() as session:
                 row = session.execute(sa.select(agent_runs).where(agent_runs.c.event_id == event_id)).mappings().first()
                 run = run_to_dict(row, settings.git_hosts) if row else None
+                body = _otlp_body(session, row) if row is not None and dest.kind == "otlp" else None
             if run is None:  # deleted meanwhile; its state row went with it
                 continue
-            result = post_with_retry(http, dest, run, timeout, sleep)
+            result = post_with_retry(http, dest, run, timeout, sleep, body=body)
             state = db.write(lambda s, e=event_id, r=result, k=dest.key: record_attempt(
                 s, e, k, r, settings.export_max_attempts, keys, clock()))
             counts["tries"] += result.tries
@@ -153,6 +165,18 @@ def _post_all(db: Database, settings: Settings, dests: list[Destination], counts
                             result.error)
         if len(candidates) < limit and failing < DOWN_AFTER:  # the scan reached the end: move the watermark
             db.write(lambda s, k=dest.key, f=scan_from: advance_watermark(s, k, f, clock()))
+
+
+def _waits_for_parent(db: Database, event_id: str, now: datetime) -> bool:
+    with db.read() as session:
+        row = session.execute(sa.select(agent_runs).where(agent_runs.c.event_id == event_id)).mappings().first()
+        return row is not None and otlp.waits_for_parent(otlp.span_ids(session, row), row, now)
+
+
+def _otlp_body(session: Session, row) -> bytes:
+    from console import __version__
+
+    return otlp.export_request(session, row, otlp.span_ids(session, row), __version__)
 
 
 def register_destinations(session: Session, dests: list[Destination], now: datetime, backfill: bool = False) -> None:
@@ -272,9 +296,9 @@ def record_attempt(session: Session, event_id: str, key: str, result: PostResult
 
 
 def post_with_retry(http: requests.Session, dest: Destination, run: dict[str, Any], timeout: float,
-                    sleep: Callable[[float], None] = time.sleep) -> PostResult:
+                    sleep: Callable[[float], None] = time.sleep, body: bytes | None = None) -> PostResult:
     """One attempt: up to four tries (after 1 s, 2 s, 4 s) while the failure may pass."""
-    body = _body(dest, run)
+    body = _body(dest, run) if body is None else body
     tries = 0
     status: int | None = None
     error: str | None = None
@@ -289,6 +313,9 @@ def post_with_retry(http: requests.Session, dest: Destination, run: dict[str, An
             continue
         status = response.status_code
         if 200 <= status < 300:
+            refused = otlp.partial_rejection(response.content) if dest.kind == "otlp" else None
+            if refused:
+                return PostResult("rejected", tries, status, refused[:500])
             return PostResult("posted", tries, status)
         error = (response.text or response.reason or "")[:500]
         if status >= 500 or status in RETRYABLE_STATUS:
@@ -312,7 +339,8 @@ def _headers(dest: Destination, run: dict[str, Any], body: bytes) -> dict[str, s
     from console import __version__
 
     delivery = f"{run['event_id']}:{dest.key}"
-    headers = {"Content-Type": "application/json", "User-Agent": f"local-telemetry/{__version__}",
+    content_type = otlp.CONTENT_TYPE if dest.kind == "otlp" else "application/json"
+    headers = {**dict(dest.headers), "Content-Type": content_type, "User-Agent": f"local-telemetry/{__version__}",
                "Idempotency-Key": delivery, "X-Telemetry-Delivery": delivery}
     if dest.kind == "webhook" and dest.token:
         headers["Authorization"] = f"Bearer {dest.token}"

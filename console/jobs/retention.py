@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from console.core.progress import Progress, quiet
 from console.core.settings import Settings
 from console.core.timeutil import format_utc, utcnow
 from console.jobs.tables import export_state
@@ -40,7 +41,7 @@ def scheduled_retention(db: Database, settings: Settings) -> dict[str, Any]:
 
 def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run: bool = False,
                     now: datetime | None = None, pause: float | None = None, vacuum: bool = False,
-                    batch_seconds: float = BATCH_SECONDS) -> dict[str, Any]:
+                    batch_seconds: float = BATCH_SECONDS, progress: Progress = quiet) -> dict[str, Any]:
     """Delete runs whose created_at is older than `days` (0: keep everything); return a report.
 
     A transaction deletes at most `batch_size` runs, fewer when the last batch took
@@ -63,6 +64,7 @@ def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run:
         # SQLite's busy handler looks again at most every 100 ms: pause longer than that.
         pause = 0.12 if db.dialect == "sqlite" else 0.01
     before = _space(db)
+    progress(f"retention: deleting runs created before {report['cutoff']}")
     started = time.monotonic()
     longest = 0.0
     limit = min(batch_size, 200)
@@ -77,6 +79,8 @@ def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run:
         report["events_deleted"] += events
         report["batches"] += 1
         log.debug("retention batch %d: %d runs, %d events in %.3f s", report["batches"], runs, events, took)
+        progress(f"retention: {report['runs_deleted']} runs and {report['events_deleted']} events deleted "
+                 f"({report['batches']} batches)")
         if runs < limit:
             break
         # Aim each transaction at `batch_seconds`, within [50, batch_size] runs: shrink at
@@ -89,6 +93,8 @@ def apply_retention(db: Database, days: int, *, batch_size: int = 5000, dry_run:
             at=utcnow(), actor="retention", action="retention.delete", detail=detail)))
     report["seconds"] = round(time.monotonic() - started, 3)
     report["longest_batch_seconds"] = round(longest, 3)
+    if db.dialect == "sqlite":
+        progress("retention: handing freed space back" if vacuum else "retention: measuring the freed space")
     report.update(_reclaim(db, before, vacuum))
     return report
 

@@ -15,13 +15,22 @@ from console.core.settings import Settings
 from console.store.db import make_plain_engine
 
 ROOT = Path(__file__).resolve().parents[2]
+# An installed wheel carries the revisions as console/migrations (pyproject.toml maps
+# the checkout's migrations/ there); a checkout has them at its root.
+PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 # Any constant will do; it names "the migration" among advisory locks.
 PG_MIGRATION_LOCK = 0x6C74_6D67
 
 
+def migrations_dir() -> Path:
+    """Where the Alembic revisions are: inside the installed package, else the checkout's root."""
+    return PACKAGED_MIGRATIONS if PACKAGED_MIGRATIONS.is_dir() else ROOT / "migrations"
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    ini = ROOT / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

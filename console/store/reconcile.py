@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from console.core.progress import Progress, quiet
 from console.store import watermark
 from console.store.rollup_tables import (
     ITEM_COLUMNS,
@@ -103,13 +104,17 @@ def _recompute_totals(session: Session) -> None:
     )
 
 
-def rebuild(session: Session) -> int:
+def rebuild(session: Session, progress: Progress = quiet) -> int:
     """Recompute every rollup from agent_runs; returns the number of (agent, status, hour) groups."""
     _lock(session)
     if session.get_bind().dialect.name == "sqlite":
+        progress("rollups: indexing runs not indexed yet")
         watermark.index_without_counting(session)  # the recomputation below counts every run
+    progress("rollups: recomputing the hours")
     _recompute(session, "1 = 1", {})
+    progress("rollups: recomputing the days")
     _recompute_days(session, "1 = 1", {})
+    progress("rollups: recomputing the totals")
     _recompute_totals(session)
     session.execute(text("DELETE FROM rollup_dirty"))
     return session.execute(text("SELECT count(*) FROM run_rollups")).scalar_one()

@@ -7,14 +7,15 @@ there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from console.domain.runs import RunFilters, filter_conditions
+from console.domain.runs import RunFilters, filter_conditions, list_runs
 from console.domain.validation import STATUSES
+from console.store.db import Database
 from console.store.models import agent_runs
 
 c = agent_runs.c
@@ -44,3 +45,21 @@ def capped_status_counts(
     return counts, total >= cap
 
 
+
+
+def run_pages(db: Database, filters: RunFilters, max_rows: int, page_size: int = 500) -> Iterator[list[Mapping[str, Any]]]:
+    """The matching runs, newest first, a keyset page at a time, `max_rows` at most.
+
+    Each page is read in its own short transaction, so that a slow reader of the
+    pages holds no connection or snapshot between them.
+    """
+    cursor: Optional[str] = None
+    remaining = max_rows
+    while remaining > 0:
+        with db.read() as session:
+            rows, cursor = list_runs(session, filters, limit=min(page_size, remaining), cursor=cursor)
+        if rows:
+            yield rows
+        remaining -= len(rows)
+        if cursor is None or not rows:
+            return

@@ -1,4 +1,4 @@
-"""Runs page: filters, status counts, keyset "older runs", and the polling partial."""
+"""Runs page: filters, status counts, keyset "older runs", the polling partial, and downloads."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from datetime import timedelta
 from typing import Optional
 from urllib.parse import urlencode
 
-from flask import current_app, make_response, request
+from flask import Response, current_app, make_response, request, stream_with_context
 
 from console.core.timeutil import format_utc, utcnow
 from console.domain import runs, stats
 from console.domain.errors import Invalid
 from console.domain.records import run_to_dict
 from console.domain.validation import STATUSES
+from console.http.errors import error_response
 from console.store import reconcile
+from console.web import downloads, web_bp
 from console.web import queries as web_queries
-from console.web import web_bp
 from console.web.render import render
 
 PAGE_SIZE = 50
@@ -33,12 +34,14 @@ class PageFilters:
     agent: str = ""
     status: str = ""
     job_type: str = ""
+    host: str = ""
+    environment: str = ""
     range: str = ""
     q: str = ""
 
     @classmethod
     def from_args(cls, args) -> PageFilters:
-        return cls(**{name: (args.get(name) or "").strip()[:500] for name in ("agent", "status", "job_type", "range", "q")})
+        return cls(**{name: (args.get(name) or "").strip()[:500] for name in cls.__dataclass_fields__})
 
     def query(self, **extra: str) -> str:
         """The filters (plus `extra`) as a query string, empty values left out."""
@@ -60,6 +63,8 @@ class PageFilters:
             agent_name=self.agent or None,
             status=runs.parse_status_filter(self.status) if self.status else None,
             job_type=self.job_type or None,
+            host=self.host or None,
+            environment=self.environment or None,
             start_time_from=format_utc(since) if since else None,
             q=self.q or None,
         )
@@ -67,7 +72,7 @@ class PageFilters:
     @property
     def counts_from_rollups(self) -> bool:
         """The hourly rollups can count this filter (agent, status, whole-hour range only)."""
-        return not self.q and not self.job_type
+        return not (self.q or self.job_type or self.host or self.environment)
 
 
 def rollup_counts(session, filters: runs.RunFilters, since) -> dict[str, int]:
@@ -98,13 +103,16 @@ def runs_page():
     page_filters = PageFilters.from_args(request.args)
     cursor = request.args.get("cursor") or None
     context = {"f": page_filters, "statuses": STATUSES, "ranges": RANGE_LABELS, "cursor": cursor,
-               "error": None, "rows": [], "next_cursor": None, "counts": None, "capped": False, "poll_after": None}
+               "error": None, "rows": [], "next_cursor": None, "counts": None, "capped": False, "poll_after": None,
+               "download_max": downloads.MAX_ROWS}
     status = 200
     if not cursor and page_filters.counts_from_rollups:
         reconcile.ensure_fresh(_db())  # the counts come from the rollups: catch them up first
     with _db().read() as session:
         context["agents"] = runs.distinct_values(session, "agent_name")
         context["job_types"] = runs.distinct_values(session, "job_type")
+        context["hosts"] = runs.distinct_values(session, "host")
+        context["environments"] = runs.distinct_values(session, "environment")
         try:
             filters = page_filters.domain()
             rows, next_cursor, newest = _rows(session, filters, cursor)
@@ -166,3 +174,23 @@ def render_new(rows, page_filters, poll_after, counts):
 
     return render_template("_runs_new.html", rows=rows, f=page_filters, poll_after=poll_after, counts=counts,
                            statuses=STATUSES, capped=False, new_rows=True)
+
+
+@web_bp.get("/runs/download.<fmt>")
+def runs_download(fmt: str):
+    """The filtered runs as CSV or JSON, newest first, streamed, at most downloads.MAX_ROWS."""
+    if fmt not in downloads.FORMATS:
+        return error_response(404, f"no download as {fmt!r}: use one of {', '.join(downloads.FORMATS)}")
+    try:
+        filters = PageFilters.from_args(request.args).domain()
+    except Invalid as exc:
+        return error_response(400, exc.detail)
+    encode = downloads.csv_chunks if fmt == "csv" else downloads.json_chunks
+    pages = web_queries.run_pages(_db(), filters, downloads.MAX_ROWS)
+    body = encode(pages, current_app.config["SETTINGS"].git_hosts)
+    response = Response(stream_with_context(body), mimetype=downloads.FORMATS[fmt].split(";")[0])
+    response.headers["Content-Type"] = downloads.FORMATS[fmt]
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    response.headers["Content-Disposition"] = f'attachment; filename="runs-{stamp}.{fmt}"'
+    response.headers["X-Telemetry-Max-Rows"] = str(downloads.MAX_ROWS)
+    return response

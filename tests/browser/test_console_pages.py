@@ -57,6 +57,29 @@ def test_filtering_the_runs_page_swaps_the_table_and_keeps_the_url(server, page)
     assert page.locator("#runs-body tr").count() == 1
 
 
+def test_host_and_environment_filters_and_the_download_follow_the_form(server, page):
+    post_runs(server, [
+        run_record(agent_name="fleet", run_id="fleet-web-prod", host="fleet-web", environment="fleet-prod"),
+        run_record(agent_name="fleet", run_id="fleet-web-dev", host="fleet-web", environment="fleet-dev"),
+        run_record(agent_name="fleet", run_id="fleet-db-prod", host="fleet-db", environment="fleet-prod"),
+    ])
+    page.goto(server.url + "/?agent=fleet")
+    page.select_option("select[name=host]", "fleet-web")
+    page.wait_for_url(re.compile(r"host=fleet-web"))
+    page.locator("#runs-body tr", has_text="fleet-db-prod").wait_for(state="detached")
+    page.select_option("select[name=environment]", "fleet-prod")
+    page.wait_for_url(re.compile(r"environment=fleet-prod"))
+    page.locator("#runs-body tr", has_text="fleet-web-dev").wait_for(state="detached")
+    assert page.locator("#runs-body tr").count() == 1
+
+    link = page.get_by_role("link", name="CSV")
+    assert "host=fleet-web" in link.get_attribute("href") and "environment=fleet-prod" in link.get_attribute("href")
+    with page.expect_download() as caught:
+        link.click()
+    lines = open(caught.value.path()).read().splitlines()
+    assert len(lines) == 2 and "fleet-web-prod" in lines[1]
+
+
 def test_older_runs_appends_the_next_page_and_new_runs_appear_while_open(server, page):
     post_runs(server, [run_record(agent_name="pager", run_id=f"pager-{i:02d}") for i in range(55)])
     page.goto(server.url + "/?agent=pager")

@@ -111,6 +111,10 @@ def test_the_value_is_the_file_with_its_trailing_newline_stripped(tmp_path):
     assert settings.secret_key() == "spaced key"  # the setting's own parsing still applies
 
 
+# Secrets with a shape of their own; any other takes a plain token.
+FILE_VALUES = {"TELEMETRY_DATABASE_URL": "sqlite:////tmp/x.sqlite", "TELEMETRY_EXPORT_OTLP_HEADERS": "authorization=Bearer%20x"}
+
+
 def test_every_masked_setting_accepts_a_file(tmp_path):
     names = secret_file_variables()
     assert {"TELEMETRY_DATABASE_URL", "TELEMETRY_OPERATOR_TOKENS", "TELEMETRY_AGENT_TOKENS",
@@ -118,7 +122,7 @@ def test_every_masked_setting_accepts_a_file(tmp_path):
     described = load_settings({}).describe()
     for name in names:
         path = tmp_path / name
-        path.write_text("sqlite:////tmp/x.sqlite\n" if name == "TELEMETRY_DATABASE_URL" else "value-from-file\n")
+        path.write_text(FILE_VALUES.get(name, "value-from-file") + "\n")
         loaded = load_settings({f"{name}_FILE": str(path)}).describe()
         assert loaded[name] != described[name], name
 
