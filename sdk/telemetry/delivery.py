@@ -80,6 +80,11 @@ def is_ingest_answer(answer: Optional[Dict[str, Any]]) -> bool:
     )
 
 
+def is_health_answer(answer: Optional[Dict[str, Any]]) -> bool:
+    """True when `answer` (`json_object` of a 200 from GET /health) is the console's health answer."""
+    return answer is not None and answer.get("status") == "ok" and isinstance(answer.get("version"), str)
+
+
 class Verdict(NamedTuple):
     kind: str
     status: Optional[int]  # None when no answer came
