@@ -23,6 +23,7 @@ from .models import (
     normalize_status,
     run_id_problem,
 )
+from .otel import current_span_ids, with_span_ids
 from .runs import _Run, _TrackedRun
 from .sender import Sender
 from .spool import SpoolWriter, make_line, utc_day
@@ -168,6 +169,9 @@ class TelemetryClient:
             logger.warning("telemetry: run_id %r is already open in this client", run_id)
         clean = self._clean_fields(fields, "start_run")
         clean["status"] = "running"
+        span_ids = current_span_ids()  # the span current as the run starts (track_run's entry too)
+        if span_ids:
+            clean["context_json"] = with_span_ids(clean.get("context_json"), span_ids)
         clean.setdefault("trigger_type", str(trigger_type))
         if self._host:
             clean.setdefault("host", self._host)
