@@ -41,7 +41,7 @@ def json_object(resp) -> Optional[Dict[str, Any]]:
     """The answer's body as a JSON object, or None (not JSON, or not an object)."""
     try:
         answer = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
     return answer if isinstance(answer, dict) else None
 

@@ -124,3 +124,17 @@ def test_status_exits_0_against_the_real_console(sdk_env, console, monkeypatch, 
     assert main(["status", "--timeout", "10"]) == 0
     out = capsys.readouterr().out
     assert "console_reachable  yes (HTTP 200, console " in out
+
+
+def test_status_gives_up_on_a_console_that_never_answers(sdk_env, monkeypatch, capsys):
+    import socket
+    import time
+
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        monkeypatch.setenv("TELEMETRY_API_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        started = time.monotonic()
+        assert main(["status", "--json", "--timeout", "0.5"]) == 1
+        assert time.monotonic() - started < 5.0  # hang guard: 10x the timeout
+    assert json.loads(capsys.readouterr().out)["console_reachable"] == "no (ReadTimeout)"

@@ -128,6 +128,16 @@ def test_an_endless_answer_is_cut_and_is_not_an_acknowledgement(sdk_env, servers
     assert "not the console's ingest answer" in client.status()["last_error"]
 
 
+def test_an_answer_nested_too_deep_to_parse_is_not_an_acknowledgement(sdk_env, servers, monkeypatch,
+                                                                     no_proxy_env):
+    ingest = servers(answer=b"[" * 200_000 + b"]" * 200_000)
+    monkeypatch.setenv("TELEMETRY_API_URL", ingest.url)
+    client = TelemetryClient()
+    client.start_run("a", "j")
+    assert client.flush(3) == 1
+    assert client.status()["last_error"].startswith("HTTP 200 but not the console's ingest answer")
+
+
 FRESH_AGENT = textwrap.dedent(
     """
     import json, sys
