@@ -6,15 +6,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from . import __version__
 from .attempts import held_lines
 from .config import TelemetryConfig
 from .deadletters import count_dead_letters, last_dead_letter, replay_dead_letters
+from .delivery import is_health_answer, json_object
 from .sender import Sender
 from .spool import SpoolWriter, load_cursor, spool_counts, spool_files, utc_day
 
 EXIT_OK, EXIT_PENDING, EXIT_USAGE = 0, 1, 2
+EXIT_UNREACHABLE = 1  # `status`: the console did not answer at the URL
 
 
 class ConfigError(Exception):
@@ -46,17 +49,25 @@ def _sender(config: TelemetryConfig) -> Sender:
     )
 
 
-def cmd_status(config: TelemetryConfig, args) -> int:
-    """Print base dir, pending / delivered / rejected counts, reachability, last error."""
+def console_health(api_url: str, timeout: float) -> Tuple[bool, str]:
+    """Ask GET /health; (True, text) only when the console's own health answer comes back."""
     import requests
 
+    try:
+        resp = requests.get(api_url + "/health", timeout=timeout)
+    except requests.RequestException as exc:
+        return False, f"no ({type(exc).__name__})"
+    if resp.status_code == 200 and is_health_answer(json_object(resp)):
+        return True, f"yes (HTTP 200, console {resp.json()['version']})"
+    # Anything else at that URL (a proxy's page, another service, a 404) is not the console.
+    return False, f"no (HTTP {resp.status_code}, not the console's /health answer; is the URL right?)"
+
+
+def cmd_status(config: TelemetryConfig, args) -> int:
+    """Print counts, reachability and the last error; 0 when the console answers, else 1."""
     counts = spool_counts(config.ndjson_dir)
     state = load_cursor(config.ndjson_dir)
-    try:
-        resp = requests.get(config.api_url + "/health", timeout=args.timeout)
-        reachable = f"yes (HTTP {resp.status_code})" if resp.ok else f"no (HTTP {resp.status_code})"
-    except requests.RequestException as exc:
-        reachable = f"no ({type(exc).__name__})"
+    reached, reachable = console_health(config.api_url, args.timeout)
     report = {
         "base_dir": str(config.base_dir),
         "spool_dir": str(config.ndjson_dir),
@@ -77,7 +88,7 @@ def cmd_status(config: TelemetryConfig, args) -> int:
                 "-" if value in (None, []) else value if isinstance(value, (str, int)) else json.dumps(value)
             )
             print(f"{key:18} {shown}")
-    return EXIT_OK
+    return EXIT_OK if reached else EXIT_UNREACHABLE
 
 
 def cmd_sync(config: TelemetryConfig, args) -> int:
@@ -208,8 +219,11 @@ def cmd_import(config: TelemetryConfig, args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `telemetry` command."""
     parser = argparse.ArgumentParser(prog="telemetry", description="Local Telemetry SDK tools")
+    parser.add_argument("--version", action="version", version=f"telemetry {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("status", help="base dir, pending/delivered/rejected counts, console reachable")
+    p = sub.add_parser(
+        "status", help="base dir, pending/delivered/rejected counts, console reachable (exit 1: it is not)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for /health")
     p.set_defaults(func=cmd_status)

@@ -23,6 +23,7 @@ from .models import (
     normalize_status,
     run_id_problem,
 )
+from .otel import current_span_ids, with_span_ids
 from .runs import _Run, _TrackedRun
 from .sender import Sender
 from .spool import SpoolWriter, make_line, utc_day
@@ -38,7 +39,7 @@ _clients: "weakref.WeakSet[TelemetryClient]" = weakref.WeakSet()
 
 def shared_sender(config: TelemetryConfig) -> Sender:
     """Return this process's sender for a base dir and console (one per pair)."""
-    key = (str(config.ndjson_dir), config.api_url, config.api_token)
+    key = (str(config.ndjson_dir), config.api_url, config.api_token, config.api_enabled)
     with _senders_lock:
         sender = _senders.get(key)
         if sender is None:
@@ -50,7 +51,7 @@ def shared_sender(config: TelemetryConfig) -> Sender:
                 batch_seconds=config.batch_seconds,
                 http_timeout=config.http_timeout,
                 max_backoff=config.max_backoff,
-                flush_timeout=config.flush_timeout,
+                flush_timeout=config.flush_timeout if config.api_enabled else 0,
                 retention_days=config.retention_days,
                 max_line_attempts=config.max_line_attempts,
             )
@@ -168,6 +169,9 @@ class TelemetryClient:
             logger.warning("telemetry: run_id %r is already open in this client", run_id)
         clean = self._clean_fields(fields, "start_run")
         clean["status"] = "running"
+        span_ids = current_span_ids()  # the span current as the run starts (track_run's entry too)
+        if span_ids:
+            clean["context_json"] = with_span_ids(clean.get("context_json"), span_ids)
         clean.setdefault("trigger_type", str(trigger_type))
         if self._host:
             clean.setdefault("host", self._host)
@@ -263,6 +267,8 @@ class TelemetryClient:
         """Deliver now; return how many records of the base dir are still undelivered."""
         if not self.enabled:
             return 0
+        if not self.config.api_enabled:
+            return self._sender.pending()
         return self._sender.flush(timeout)
 
     @_never_raise()
@@ -341,7 +347,8 @@ class TelemetryClient:
             ts = datetime.now(_UTC).isoformat()
         if not self._writer.append(make_line(kind, run.head, data, ts), utc_day(ts)):
             return False
-        self._sender.notify()
+        if self.config.api_enabled:
+            self._sender.notify()
         return True
 
     def _invalid(self, call: str, run_id: Any) -> None:

@@ -88,7 +88,7 @@ class TelemetryConfig:
     metrics_dir: Path = field(default_factory=resolve_base_dir)
     api_url: str = DEFAULT_API_URL
     api_token: Optional[str] = None
-    api_enabled: bool = True
+    api_enabled: bool = True  # False: spool only; `telemetry sync` or another process delivers
     agent_owner: Optional[str] = None
     disabled: bool = False
     spool_fsync: str = "never"
@@ -130,7 +130,7 @@ class TelemetryConfig:
             metrics_dir=resolve_base_dir(),
             api_url=api_url,
             api_token=token or None,
-            api_enabled=_env_bool("METRICS_API_ENABLED", True),
+            api_enabled=_env_bool("TELEMETRY_API_ENABLED", _env_bool("METRICS_API_ENABLED", True)),
             agent_owner=os.environ.get("AGENT_OWNER") or None,
             disabled=_env_bool("TELEMETRY_DISABLED", False),
             spool_fsync=_env_choice("TELEMETRY_SPOOL_FSYNC", "never", ("never", "always")),

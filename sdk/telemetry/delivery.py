@@ -7,6 +7,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import __version__
+from .transport import Connection
 
 # What an answer says about the batch that was posted (Verdict.kind).
 ACKED = "acked"  # the console's ingest answer: the lines are applied or rejected one by one
@@ -40,7 +41,7 @@ def json_object(resp) -> Optional[Dict[str, Any]]:
     """The answer's body as a JSON object, or None (not JSON, or not an object)."""
     try:
         answer = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
     return answer if isinstance(answer, dict) else None
 
@@ -80,6 +81,11 @@ def is_ingest_answer(answer: Optional[Dict[str, Any]]) -> bool:
     )
 
 
+def is_health_answer(answer: Optional[Dict[str, Any]]) -> bool:
+    """True when `answer` (`json_object` of a 200 from GET /health) is the console's health answer."""
+    return answer is not None and answer.get("status") == "ok" and isinstance(answer.get("version"), str)
+
+
 class Verdict(NamedTuple):
     kind: str
     status: Optional[int]  # None when no answer came
@@ -116,18 +122,15 @@ class IngestConnection:
         self.url = api_url.rstrip("/") + "/api/v1/ingest"
         self.token = token
         self.http_timeout = http_timeout
-        self._session = None
+        self._conn: Optional[Connection] = None
 
     def post(self, lines: List[bytes], timeout: Optional[float] = None) -> Verdict:
         """Post lines (as the bytes on disk) as one JSON array; never raises."""
         t = self.http_timeout if timeout is None else max(0.05, min(timeout, self.http_timeout))
         try:
-            resp = self._get_session().post(
-                self.url,
-                data=b"[" + b",".join(lines) + b"]",
-                headers=self._headers(),
-                timeout=(min(3.0, t), t),
-            )
+            if self._conn is None:
+                self._conn = Connection(self.url)
+            resp = self._conn.post(b"[" + b",".join(lines) + b"]", self._headers(), min(3.0, t), t)
         except Exception as exc:
             return Verdict(RETRY, None, f"console unreachable: {type(exc).__name__}: {exc}")
         return judge(resp.status_code, json_object(resp), resp)
@@ -137,10 +140,3 @@ class IngestConnection:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
-
-    def _get_session(self):
-        if self._session is None:
-            import requests  # imported here: `import telemetry` stays light
-
-            self._session = requests.Session()
-        return self._session

@@ -175,6 +175,10 @@ class Sender(BatchDelivery):
                     self._wake.wait(1.0)
                 elif outcome == WAIT:
                     self._urgent.wait(seconds)
+                else:
+                    # One batch per step, then the GIL goes to the agent's threads: a draining
+                    # backlog must not hold it for the 5 ms switch interval at a time.
+                    time.sleep(0)
             except Exception as exc:  # the sender must never die
                 self.last_error = f"sender error: {exc!r}"
                 logger.exception("telemetry: sender loop error")

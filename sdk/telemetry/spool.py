@@ -8,6 +8,8 @@ import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
+from operator import add, itemgetter, methodcaller
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -208,22 +210,25 @@ def read_lines(
             chunk, eof = _read_enough(fh, limit, max_bytes)
     except OSError:
         return [], offset
-    out: List[Tuple[int, bytes]] = []
-    pos = 0
-    while len(out) < limit:
-        nl = chunk.find(b"\n", pos)
-        if nl < 0:
-            # An incomplete tail: a writer may still be in the middle of it, unless
-            # the file is finished (an earlier day's) or has not changed for a while,
-            # in which case it is a torn line (a crash or a full disk mid-write) and
-            # is handed on, so that the sender reports it instead of waiting forever.
-            tail = chunk[pos:]
-            if tail.strip() and eof and tail_is_abandoned(path):
-                out.append((offset + len(chunk), tail))
-                pos = len(chunk)
-            break
-        out.append((offset + nl + 1, chunk[pos:nl]))
-        pos = nl + 1
+    # Split and number the lines in C (split, accumulate, map, zip): the sender runs
+    # in the agent's process, and a Python loop per line would hold the GIL for
+    # milliseconds per batch while the agent's calls wait.
+    complete = chunk.rfind(b"\n") + 1
+    bodies = chunk[:complete].split(b"\n")[:-1] if complete else []
+    whole = len(bodies)
+    del bodies[limit:]
+    ends = list(map(add, accumulate(map(len, bodies)), range(offset + 1, offset + 1 + len(bodies))))
+    out: List[Tuple[int, bytes]] = list(zip(ends, bodies))
+    pos = ends[-1] - offset if ends else 0
+    if whole < limit:
+        # An incomplete tail: a writer may still be in the middle of it, unless
+        # the file is finished (an earlier day's) or has not changed for a while,
+        # in which case it is a torn line (a crash or a full disk mid-write) and
+        # is handed on, so that the sender reports it instead of waiting forever.
+        tail = chunk[complete:]
+        if tail.strip() and eof and tail_is_abandoned(path):
+            out.append((offset + len(chunk), tail))
+            pos = len(chunk)
     return out, offset + pos
 
 
@@ -356,6 +361,10 @@ def split_glued(body: bytes) -> Tuple[bytes, bytes]:
 def sort_lines(start: int, lines: List[Tuple[int, bytes]]) -> Tuple[List[Tuple[int, bytes]], List[bytes]]:
     """Split lines read from `start` (`read_lines`) into lines to post, as (start offset,
     body), and torn lines, which go to the dead letters. Blank lines are neither."""
+    bodies = list(map(itemgetter(1), lines))
+    if _all_whole(bodies):
+        starts = [start, *map(itemgetter(0), lines[:-1])]
+        return list(zip(starts, bodies)), []
     good: List[Tuple[int, bytes]] = []
     torn: List[bytes] = []
     for end, line in lines:
@@ -370,6 +379,25 @@ def sort_lines(start: int, lines: List[Tuple[int, bytes]]) -> Tuple[List[Tuple[i
                 torn.append(body)
         start = end
     return good, torn
+
+
+def _all_whole(bodies: List[bytes]) -> bool:
+    """True when every line is one whole spool line, checked in C (the usual batch).
+
+    Each starts with the line start and ends with `}`, and the line start occurs
+    once per line (it cannot span two lines: it holds no `}`), so no line has a
+    fragment glued to it, none is blank or torn: sort_lines' loop would keep them all.
+    """
+    return (
+        bool(bodies)
+        and all(map(_starts_whole, bodies))
+        and all(map(_ends_whole, bodies))
+        and b"".join(bodies).count(LINE_START) == len(bodies)
+    )
+
+
+_starts_whole = methodcaller("startswith", LINE_START)
+_ends_whole = methodcaller("endswith", b"}")
 
 
 def is_spool_line(body: bytes) -> bool:

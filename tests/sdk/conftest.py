@@ -39,7 +39,7 @@ class FakeIngest:
                 pass
 
             def do_GET(self):
-                self._send(200, {}, {"status": "ok"})
+                self._send(200, {}, {"status": "ok", "version": "test"})  # the console's /health
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -1,7 +1,10 @@
 """The `telemetry` command: status, sync exit codes, tail, import."""
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from telemetry import TelemetryClient
 from telemetry.cli import main
 
@@ -24,7 +27,7 @@ def test_sync_exit_codes(sdk_env, fake_ingest, monkeypatch, capsys):
 def test_status_reports_counts_and_reachability(sdk_env, capsys):
     client = TelemetryClient()
     client.end_run(client.start_run("a", "j"))
-    assert main(["status", "--json", "--timeout", "0.5"]) == 0
+    assert main(["status", "--json", "--timeout", "0.5"]) == 1  # nothing listens at the URL
     report = json.loads(capsys.readouterr().out)
     assert report["pending"] == 2 and report["delivered"] == 0 and report["rejected"] == 0
     assert report["console_reachable"].startswith("no")
@@ -67,3 +70,71 @@ def test_import_sends_an_older_tools_ndjson(sdk_env, fake_ingest, monkeypatch, t
     before = len(fake_ingest.lines)
     assert main(["import", str(legacy), "--timeout", "20"]) == 0  # re-import: same ids
     assert len(fake_ingest.lines) == before
+
+
+@pytest.fixture
+def not_the_console():
+    """Start a loopback server that answers every GET with a fixed status, type and body."""
+    servers = []
+
+    def start(status, content_type, body):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "status, content_type, body",
+    [
+        (200, "text/html", b"<html><body>Sign in to the proxy</body></html>"),
+        (404, "text/html", b"<h1>Not Found</h1>"),
+        (200, "application/json", b'{"status": "ok"}'),  # another service's health answer
+        (200, "application/json", b'["status", "ok"]'),
+        (503, "application/json", b'{"status": "ok", "version": "3.0.0"}'),
+    ],
+)
+def test_status_exits_1_when_the_url_answers_but_is_not_the_console(
+    sdk_env, not_the_console, monkeypatch, capsys, status, content_type, body
+):
+    monkeypatch.setenv("TELEMETRY_API_URL", not_the_console(status, content_type, body))
+    assert main(["status", "--json", "--timeout", "5"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["console_reachable"].startswith(f"no (HTTP {status}, not the console")
+
+
+def test_status_exits_0_against_the_real_console(sdk_env, console, monkeypatch, capsys):
+    monkeypatch.setenv("TELEMETRY_API_URL", console.url)
+    assert main(["status", "--timeout", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "console_reachable  yes (HTTP 200, console " in out
+
+
+def test_status_gives_up_on_a_console_that_never_answers(sdk_env, monkeypatch, capsys):
+    import socket
+    import time
+
+    with socket.socket() as listener:  # accepts connections (the kernel's backlog), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        monkeypatch.setenv("TELEMETRY_API_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        started = time.monotonic()
+        assert main(["status", "--json", "--timeout", "0.5"]) == 1
+        assert time.monotonic() - started < 5.0  # hang guard: 10x the timeout
+    assert json.loads(capsys.readouterr().out)["console_reachable"] == "no (ReadTimeout)"

@@ -252,3 +252,26 @@ def test_git_context_detected_once_and_normalised(sdk_env, monkeypatch, tmp_path
     data = spooled(sdk_env)[0]["data"]
     assert data["git_repo"] == "https://github.com/o/r" and data["git_branch"] == "mine"
     client.end_run(run_id)
+
+
+@pytest.mark.parametrize("name", ["TELEMETRY_API_ENABLED", "METRICS_API_ENABLED"])
+def test_api_disabled_spools_without_posting_and_sync_delivers(sdk_env, fake_ingest, monkeypatch, name):
+    from telemetry.cli import main
+
+    monkeypatch.setenv("TELEMETRY_API_URL", fake_ingest.url)
+    monkeypatch.setenv(name, "false")
+    client = TelemetryClient()
+    client.end_run(client.start_run("a", "j"))
+    assert client.flush(2.0) == 2  # nothing posted, however long it may take
+    assert fake_ingest.requests == [] and len(spooled(sdk_env)) == 2
+    assert client.status()["sender_active"] is False
+    assert main(["sync", "--timeout", "20"]) == 0
+    assert len(fake_ingest.lines) == 2
+
+
+def test_the_new_api_enabled_name_wins_over_the_older_one(sdk_env, monkeypatch):
+    monkeypatch.setenv("METRICS_API_ENABLED", "false")
+    monkeypatch.setenv("TELEMETRY_API_ENABLED", "true")
+    assert TelemetryConfig.from_env().api_enabled is True
+    monkeypatch.delenv("TELEMETRY_API_ENABLED")
+    assert TelemetryConfig.from_env().api_enabled is False
