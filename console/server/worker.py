@@ -21,11 +21,13 @@ a malformed line) are JSON with a `detail`, like every other error of the API.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import selectors
 import socket
 import struct
+import termios
 import time
 from functools import partial
 
@@ -171,6 +173,7 @@ class ConsoleThreadWorker(ThreadWorker):
             if force or conn.deadline <= now or (not self.alive and not conn.inbox):
                 if conn.inbox and not conn.lingering:
                     self._answer_late(conn)
+                _reset_if_unread(conn.sock)
                 self._drop(conn)
         super().murder_keepalived(force)
 
@@ -182,6 +185,18 @@ class ConsoleThreadWorker(ThreadWorker):
         conn.parser.unreader.chunk = _nothing_more  # the loop read the whole request
         conn.inbox = bytearray()
         return super().handle(conn)
+
+
+def _reset_if_unread(sock) -> None:
+    """Close with a reset when an answer is still unsent (its client stopped reading): a
+    plain close would leave the kernel holding the answer, and the connection, until it
+    gave up retransmitting."""
+    try:
+        unsent = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        if unsent:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
 
 
 def _nothing_more(size_hint=None) -> bytes:

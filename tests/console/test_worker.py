@@ -201,3 +201,36 @@ def test_requests_gunicorn_cannot_parse_are_answered_in_json(one_thread_console,
     conn = http.client.HTTPConnection("127.0.0.1", one_thread_console.port, timeout=10)
     conn.request("GET", "/version")
     assert conn.getresponse().status == 200
+
+
+def test_a_chunked_request_is_read_whole_and_stored(one_thread_console):
+    event_id = str(uuid.uuid4())
+    body = _run_body(event_id, agent_name="chunked")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])) + b"0\r\n\r\n"
+    head = b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", one_thread_console.port), timeout=10) as sock:
+        sock.sendall(head + chunks)
+        assert _read_responses(sock, 1, deadline_seconds=5) == [201]
+    assert _stored_event_ids(one_thread_console.port, "chunked") == [event_id]
+
+
+def test_an_oversized_body_is_refused_413_in_json_while_the_client_still_sends(tmp_path):
+    console = _one_thread_console(tmp_path, TELEMETRY_MAX_BODY_BYTES="2048")
+    console.start()
+    try:
+        head = _request_head(b"x" * 100_000)
+        with socket.create_connection(("127.0.0.1", console.port), timeout=10) as sock:
+            sock.sendall(head + b"x" * 4096)  # the client keeps its body coming
+            answer, _, body = _read_until_closed(sock).partition(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert json.loads(body)["detail"] == "request body is 100000 bytes; the limit is 2048 bytes"
+        assert _stored_event_ids(console.port, "w") == []
+    finally:
+        console.stop()
+
+
+def test_a_head_over_64_kib_is_refused_431_in_json(one_thread_console):
+    many_headers = b"".join(b"X-H%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
+    head, body = _raw_exchange(one_thread_console.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many_headers + b"\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert "65536 bytes" in json.loads(body)["detail"]
