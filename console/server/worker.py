@@ -12,6 +12,10 @@ connection) is closed, however steadily its bytes arrive. A send that waits that
 long for a client that does not read its answer ends the connection too.
 
 Requests the client pipelined are read from the same buffer, one after the other.
+The thread that answered a keep-alive request watches its connection a moment
+longer and serves the next request itself if it arrives whole meanwhile, unless
+another connection is waiting for a thread (gthread would give the connection back
+to the loop: two thread hand-offs, each a wake-up and a turn at the GIL).
 
 Refusals the loop makes (a head over MAX_HEAD_BYTES, a body over the limit) and
 the errors gunicorn's parser answers itself (an oversized request line or header,
@@ -24,10 +28,12 @@ import errno
 import fcntl
 import json
 import logging
+import select
 import selectors
 import socket
 import struct
 import termios
+import threading
 import time
 from functools import partial
 
@@ -45,6 +51,11 @@ MAX_HEAD_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
 # Chunk size lines and CRLFs a chunked body may add to its data.
 CHUNK_FRAMING_SLACK = 64 * 1024
+# How long a thread watches its keep-alive connection for the next request, in
+# slices: a connection that becomes ready meanwhile waits at most one slice for a thread.
+WATCH_SECONDS = 0.005
+WATCH_SLICE_SECONDS = 0.001
+_WATCH_SLICES = round(WATCH_SECONDS / WATCH_SLICE_SECONDS)
 
 
 class ConsoleThreadWorker(ThreadWorker):
@@ -54,6 +65,8 @@ class ConsoleThreadWorker(ThreadWorker):
         self._deadline = settings.api_request_deadline
         self._max_body = settings.max_body_bytes
         self._reading: dict[TConn, None] = {}  # connections whose next request the loop is reading
+        self._queued = 0  # connections handed to the pool that no thread has taken yet
+        self._queued_lock = threading.Lock()
 
     # -- the event loop's side -------------------------------------------------
 
@@ -80,9 +93,10 @@ class ConsoleThreadWorker(ThreadWorker):
             self._close(conn, graceful=bool(keepalive))
             return
         conn.sock.setblocking(False)
-        leftover = conn.parser.unreader.take_buffered()  # a pipelined request, perhaps
-        waits = self.cfg.keepalive if not leftover else self._deadline
-        self._read_next(conn, leftover, time.monotonic() + waits)
+        # A pipelined request, perhaps, or the part of the next one a thread read.
+        received = bytes(conn.inbox) + conn.parser.unreader.take_buffered()
+        waits = self.cfg.keepalive if not received else self._deadline
+        self._read_next(conn, received, time.monotonic() + waits)
 
     def _read_next(self, conn, received: bytes, deadline: float) -> None:
         conn.inbox = bytearray(received)
@@ -179,12 +193,51 @@ class ConsoleThreadWorker(ThreadWorker):
 
     # -- a thread's side -------------------------------------------------------
 
+    def enqueue_req(self, conn):
+        with self._queued_lock:
+            self._queued += 1
+        super().enqueue_req(conn)
+
     def handle(self, conn):
+        with self._queued_lock:
+            self._queued -= 1
         conn.init()  # the parser; the request the loop read goes into its buffer
-        conn.parser.unreader.unread(bytes(conn.inbox))
         conn.parser.unreader.chunk = _nothing_more  # the loop read the whole request
-        conn.inbox = bytearray()
-        return super().handle(conn)
+        while True:
+            conn.parser.unreader.unread(bytes(conn.inbox))
+            conn.inbox = bytearray()
+            keepalive = super().handle(conn)
+            if not (keepalive and self.alive and self._next_request_is_whole(conn)):
+                return keepalive
+
+    def _next_request_is_whole(self, conn) -> bool:
+        """After a keep-alive answer, a thread watches its connection for WATCH_SECONDS
+        (unless another connection waits for a thread) and serves the next request
+        itself when it arrives whole: two hand-offs fewer per request. Reads here never
+        block; a request still partial, or refused, goes back to the event loop."""
+        conn.inbox = bytearray(conn.parser.unreader.take_buffered())  # pipelined, perhaps
+        poller = select.poll()  # not select(): descriptors can exceed FD_SETSIZE
+        poller.register(conn.sock, select.POLLIN)
+        for _ in range(_WATCH_SLICES):
+            try:
+                if request_end(conn.inbox, MAX_HEAD_BYTES, self._max_body) is not None:
+                    return True
+            except Refused:
+                return False  # the loop answers it
+            if self._queued > 0:
+                return False
+            if not poller.poll(WATCH_SLICE_SECONDS * 1000):
+                continue
+            try:
+                data = conn.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                return False  # closed: the loop reads the end of it
+            conn.inbox += data
+        return False
 
 
 def _reset_if_unread(sock) -> None:

@@ -5,7 +5,7 @@ the server drops is opened again at once, so the pressure holds throughout:
 
 - trickle: a `POST` head announcing a 100,000-byte body, then one byte every `trickle_every` s;
 - idle: connects and sends nothing;
-- deaf: sends a whole request and never reads the answer (a small receive buffer).
+- deaf: sends a whole request for a 50 kB static file and never reads the answer (a 4 kB receive buffer).
 
 Meanwhile a probe client sends `GET /health` and a normal `POST /api/v1/runs`, each
 on a new connection, one after the other; a probe unanswered within PROBE_GUARD
@@ -32,7 +32,9 @@ TRICKLE_HEAD = (
     b"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     b"Content-Length: 100000\r\n\r\n"
 )
-DEAF_REQUEST = b"GET /api/v1/runs?limit=200 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+# A cheap answer (a static file) larger than the deaf client's receive buffer: the deaf
+# test slowness, not the cost of what they ask for.
+DEAF_REQUEST = b"GET /assets/htmx.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 KINDS = ("trickle", "idle", "deaf")
 
 
