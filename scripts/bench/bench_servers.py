@@ -1,7 +1,7 @@
 """The console under candidate servers, side by side in one run (docs/performance.md, "Serving").
 
     .venv/bin/python scripts/bench/bench_servers.py [--servers console,waitress,gthread]
-        [--each 200] [--attack-seconds 20] [--single-runs 3000] [--batch-records 20000]
+        [--each 200] [--attack-seconds 20] [--single-runs 3000] [--batch-records 20000] [--rounds 1]
 
 Each candidate serves the same app (`wsgi:app`) on a fresh migrated SQLite file:
 
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,11 +95,22 @@ def main() -> None:
     parser.add_argument("--attack-seconds", type=float, default=20)
     parser.add_argument("--single-runs", type=int, default=3000)
     parser.add_argument("--batch-records", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=1, help="the servers in turn, this many times (the machine drifts)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')} UTC")
-    with tempfile.TemporaryDirectory() as tmp:
-        for server in args.servers.split(","):
-            print(json.dumps(measure(server, args, Path(tmp))), flush=True)
+    servers = args.servers.split(",")
+    results: dict[str, list[dict]] = {server: [] for server in servers}
+    for round_number in range(args.rounds):
+        for server in servers:
+            with tempfile.TemporaryDirectory() as tmp:
+                result = measure(server, args, Path(tmp))
+            results[server].append(result)
+            print(json.dumps({"round": round_number + 1, **result}), flush=True)
+    first = servers[0]
+    for key in ("single_runs_per_s", "batch_records_per_s"):
+        medians = {server: statistics.median(r[key] for r in rounds) for server, rounds in results.items()}
+        ratios = ", ".join(f"{server} {value:g} (x{value / medians[first]:.2f})" for server, value in medians.items())
+        print(f"{key}, median of {args.rounds}: {ratios}")
 
 
 if __name__ == "__main__":
