@@ -22,26 +22,78 @@ class Refused(Exception):
         self.status, self.reason, self.detail = status, reason, detail
 
 
-def request_end(data: bytes | bytearray, max_head: int, max_body: int) -> Optional[int]:
-    """The index just past the first request in `data`; None while it is incomplete.
+class RequestFramer:
+    """Finds where one request ends in a buffer that only grows, resuming where it left
+    off: each byte is looked at about once, however many small reads bring it."""
 
-    Raises Refused when the head exceeds `max_head` bytes or the body `max_body`.
-    """
-    head_end = data.find(HEAD_END, 0, max_head + len(HEAD_END))
-    if head_end < 0:
-        if len(data) > max_head:
-            raise Refused(431, "Request Header Fields Too Large", f"the request head exceeds {max_head} bytes")
-        return None
-    body_start = head_end + len(HEAD_END)
-    length, chunked = _framing(bytes(data[:head_end]))
-    if chunked:
-        return _chunked_end(data, body_start, max_body)
-    if length is None:
-        return body_start
-    if length > max_body:
-        raise Refused(413, "Content Too Large", f"request body is {length} bytes; the limit is {max_body} bytes")
-    end = body_start + length
-    return end if len(data) >= end else None
+    def __init__(self, max_head: int, max_body: int):
+        self.max_head, self.max_body = max_head, max_body
+        self._scanned = 0  # how far the search for the head's end has looked
+        self._body_start: Optional[int] = None
+        self._length: Optional[int] = None  # the body's end, for a Content-Length body
+        self._chunk = 0  # where the next chunk's size line starts, for a chunked body
+        self._body = 0  # the chunked body's data so far
+
+    def end(self, data: bytes | bytearray) -> Optional[int]:
+        """The index just past the request in `data`; None while it is incomplete.
+
+        Raises Refused when the head exceeds `max_head` bytes or the body `max_body`.
+        """
+        if self._body_start is None and not self._read_head(data):
+            return None
+        if self._length is not None:
+            return self._length if len(data) >= self._length else None
+        return self._chunked_end(data)
+
+    def _read_head(self, data: bytes | bytearray) -> bool:
+        head_end = data.find(HEAD_END, max(0, self._scanned - 3), self.max_head + len(HEAD_END))
+        if head_end < 0:
+            if len(data) > self.max_head:
+                raise Refused(431, "Request Header Fields Too Large", f"the request head exceeds {self.max_head} bytes")
+            self._scanned = len(data)
+            return False
+        self._body_start = self._chunk = head_end + len(HEAD_END)
+        length, chunked = _framing(bytes(data[:head_end]))
+        if not chunked:
+            if (length or 0) > self.max_body:
+                raise Refused(413, "Content Too Large",
+                              f"request body is {length} bytes; the limit is {self.max_body} bytes")
+            self._length = self._body_start + (length or 0)
+        return True
+
+    def _chunked_end(self, data: bytes | bytearray) -> Optional[int]:
+        """The end of the chunked body (with its trailers); None while incomplete."""
+        while True:
+            pos = self._chunk
+            line_end = data.find(b"\r\n", pos, pos + 1024)
+            if line_end < 0:
+                return pos if len(data) - pos > 1024 else None  # a size line no client sends: gunicorn rejects it
+            try:
+                size = int(bytes(data[pos:line_end]).split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return pos  # gunicorn answers the malformed chunk size
+            if size < 0:
+                return pos
+            if size == 0:
+                trailers = line_end + 2
+                if data[trailers : trailers + 2] == b"\r\n":
+                    return trailers + 2
+                if len(data) < trailers + 2:
+                    return None
+                trailers_end = data.find(HEAD_END, trailers - 2)
+                return None if trailers_end < 0 else trailers_end + len(HEAD_END)
+            if self._body + size > self.max_body:
+                raise Refused(413, "Content Too Large", f"request body exceeds the limit of {self.max_body} bytes")
+            following = line_end + 2 + size + 2  # the chunk and its CRLF
+            if len(data) < following:
+                return None
+            self._body += size
+            self._chunk = following
+
+
+def request_end(data: bytes | bytearray, max_head: int, max_body: int) -> Optional[int]:
+    """The index just past the first request in `data`; None while it is incomplete (see RequestFramer)."""
+    return RequestFramer(max_head, max_body).end(data)
 
 
 def _framing(head: bytes) -> tuple[Optional[int], bool]:
@@ -63,31 +115,3 @@ def _framing(head: bytes) -> tuple[Optional[int], bool]:
     if len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) <= 19:
         return int(lengths[0]), False
     return None, False
-
-
-def _chunked_end(data: bytes | bytearray, pos: int, max_body: int) -> Optional[int]:
-    """The end of a chunked body starting at `pos` (with its trailers); None while incomplete."""
-    body = 0
-    while True:
-        line_end = data.find(b"\r\n", pos, pos + 1024)
-        if line_end < 0:
-            if len(data) - pos > 1024:
-                return pos  # a size line no client sends: gunicorn rejects it
-            return None
-        size_text = bytes(data[pos:line_end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            return pos  # gunicorn answers the malformed chunk size
-        body += size
-        if body > max_body:
-            raise Refused(413, "Content Too Large", f"request body exceeds the limit of {max_body} bytes")
-        if size == 0:
-            trailers = line_end + 2
-            if data[trailers : trailers + 2] == b"\r\n":
-                return trailers + 2
-            trailers_end = data.find(HEAD_END, trailers - 2)
-            return None if trailers_end < 0 else trailers_end + len(HEAD_END)
-        pos = line_end + 2 + size + 2  # the chunk and its CRLF
-        if len(data) < pos:
-            return None

@@ -41,7 +41,7 @@ from gunicorn import util as gunicorn_util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from console.core.settings import load_settings
-from console.server.framing import Refused, request_end
+from console.server.framing import Refused, RequestFramer
 
 log = logging.getLogger("console.server.worker")
 
@@ -81,7 +81,7 @@ class ConsoleThreadWorker(ThreadWorker):
         # A thread's blocking send to a client that does not read fails after the deadline.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", self._deadline, 0))
         conn = TConn(self.cfg, sock, client, listener.getsockname())  # non-blocking
-        self._read_next(conn, b"", time.monotonic() + self._deadline)
+        self._read_next(conn, b"", time.monotonic() + self._deadline, idle=False)
 
     def finish_request(self, conn, fs):
         """After a request (on the loop): read the connection's next one, or close it."""
@@ -95,12 +95,14 @@ class ConsoleThreadWorker(ThreadWorker):
         conn.sock.setblocking(False)
         # A pipelined request, perhaps, or the part of the next one a thread read.
         received = bytes(conn.inbox) + conn.parser.unreader.take_buffered()
-        waits = self.cfg.keepalive if not received else self._deadline
-        self._read_next(conn, received, time.monotonic() + waits)
+        idle = not received  # waiting for a next request: the keep-alive timeout, then its deadline
+        self._read_next(conn, received, time.monotonic() + (self.cfg.keepalive if idle else self._deadline), idle)
 
-    def _read_next(self, conn, received: bytes, deadline: float) -> None:
+    def _read_next(self, conn, received: bytes, deadline: float, idle: bool) -> None:
         conn.inbox = bytearray(received)
+        conn.framer = RequestFramer(MAX_HEAD_BYTES, self._max_body)
         conn.deadline = deadline
+        conn.idle = idle
         conn.lingering = False
         self._reading[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
@@ -119,7 +121,8 @@ class ConsoleThreadWorker(ThreadWorker):
             return
         if conn.lingering:  # the rest of a refused request: read and thrown away
             return
-        if not conn.inbox:  # the first byte of a kept-alive connection's next request
+        if conn.idle:  # the first byte of a kept-alive connection's next request
+            conn.idle = False
             conn.deadline = time.monotonic() + self._deadline
         conn.inbox += data
         self._advance(conn)
@@ -127,7 +130,7 @@ class ConsoleThreadWorker(ThreadWorker):
     def _advance(self, conn) -> None:
         """Hand the connection to a thread once its request is whole; refuse it when too large."""
         try:
-            end = request_end(conn.inbox, MAX_HEAD_BYTES, self._max_body)
+            end = conn.framer.end(conn.inbox)
             if end is None and len(conn.inbox) > MAX_HEAD_BYTES + self._max_body + CHUNK_FRAMING_SLACK:
                 raise Refused(413, "Content Too Large", f"request body exceeds the limit of {self._max_body} bytes")
         except Refused as refused:
@@ -216,11 +219,12 @@ class ConsoleThreadWorker(ThreadWorker):
         itself when it arrives whole: two hand-offs fewer per request. Reads here never
         block; a request still partial, or refused, goes back to the event loop."""
         conn.inbox = bytearray(conn.parser.unreader.take_buffered())  # pipelined, perhaps
+        framer = RequestFramer(MAX_HEAD_BYTES, self._max_body)
         poller = select.poll()  # not select(): descriptors can exceed FD_SETSIZE
         poller.register(conn.sock, select.POLLIN)
         for _ in range(_WATCH_SLICES):
             try:
-                if request_end(conn.inbox, MAX_HEAD_BYTES, self._max_body) is not None:
+                if framer.end(conn.inbox) is not None:
                     return True
             except Refused:
                 return False  # the loop answers it

@@ -2,15 +2,18 @@
 
 import pytest
 
-from console.server.framing import Refused, request_end
+from console.server.framing import Refused, RequestFramer, request_end
 
 HEAD = b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\n"
 
 
 def _first_complete_prefix(data: bytes, max_head: int = 1024, max_body: int = 1000) -> int | None:
-    """The length of the shortest prefix of `data` that holds a whole request (fed a byte at a time)."""
+    """The length of the shortest prefix of `data` that holds a whole request, fed a byte at a
+    time to one framer (which resumes where it left off) and to a fresh one each time."""
+    framer = RequestFramer(max_head, max_body)
     for size in range(len(data) + 1):
-        end = request_end(data[:size], max_head, max_body)
+        end = framer.end(data[:size])
+        assert end == request_end(data[:size], max_head, max_body)
         if end is not None:
             assert end == size  # whole exactly when its last byte arrives
             return size
@@ -77,3 +80,12 @@ def test_a_body_over_the_limit_is_refused_413_before_it_is_read(request_bytes):
         request_end(request_bytes, 1024, 1000)
     assert refused.value.status == 413
     assert "limit" in refused.value.detail
+
+
+def test_a_chunked_body_of_many_tiny_chunks_fed_in_pieces_is_framed_once_through():
+    body = b"1\r\na\r\n" * 5000 + b"0\r\n\r\n"
+    request = HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + body
+    framer = RequestFramer(1024, 10_000)
+    ends = [framer.end(request[:size]) for size in range(0, len(request), 997)]
+    assert set(ends) == {None}
+    assert framer.end(request + b"GET /next") == len(request)
