@@ -33,6 +33,7 @@ class RequestFramer:
         self._length: Optional[int] = None  # the body's end, for a Content-Length body
         self._chunk = 0  # where the next chunk's size line starts, for a chunked body
         self._body = 0  # the chunked body's data so far
+        self.expects_continue = False  # the head asked for "100 Continue" before its body
 
     def end(self, data: bytes | bytearray) -> Optional[int]:
         """The index just past the request in `data`; None while it is incomplete.
@@ -53,7 +54,9 @@ class RequestFramer:
             self._scanned = len(data)
             return False
         self._body_start = self._chunk = head_end + len(HEAD_END)
-        length, chunked = _framing(bytes(data[:head_end]))
+        head = bytes(data[:head_end])
+        length, chunked = _framing(head)
+        self.expects_continue = _expects_continue(head)
         if not chunked:
             if (length or 0) > self.max_body:
                 raise Refused(413, "Content Too Large",
@@ -115,3 +118,14 @@ def _framing(head: bytes) -> tuple[Optional[int], bool]:
     if len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) <= 19:
         return int(lengths[0]), False
     return None, False
+
+
+def _expects_continue(head: bytes) -> bool:
+    """An HTTP/1.1 head with `Expect: 100-continue` (HTTP/1.0 clients must not be answered 100)."""
+    request_line, _, fields = head.partition(b"\r\n")
+    if not request_line.endswith(b"HTTP/1.1"):
+        return False
+    return any(
+        name.strip().lower() == b"expect" and value.strip().lower() == b"100-continue"
+        for name, _, value in (line.partition(b":") for line in fields.split(b"\r\n"))
+    )

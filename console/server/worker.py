@@ -104,6 +104,7 @@ class ConsoleThreadWorker(ThreadWorker):
         conn.deadline = deadline
         conn.idle = idle
         conn.lingering = False
+        conn.continued = False
         self._reading[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
         if received:
@@ -137,6 +138,13 @@ class ConsoleThreadWorker(ThreadWorker):
             self._refuse(conn, refused)
             return
         if end is None:
+            if conn.framer.expects_continue and not conn.continued:
+                # The client waits for this before it sends its body (curl: 1 s, then sends anyway).
+                conn.continued = True
+                try:
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                except OSError:
+                    pass
             return
         self._stop_reading(conn)
         conn.data_ready = True  # gthread's wait for a first byte: the request is here

@@ -89,3 +89,16 @@ def test_a_chunked_body_of_many_tiny_chunks_fed_in_pieces_is_framed_once_through
     ends = [framer.end(request[:size]) for size in range(0, len(request), 997)]
     assert set(ends) == {None}
     assert framer.end(request + b"GET /next") == len(request)
+
+
+@pytest.mark.parametrize(
+    ("head", "expects"),
+    [(HEAD + b"Content-Length: 3\r\nExpect: 100-Continue\r\n\r\n", True),
+     (HEAD + b"Content-Length: 3\r\n\r\n", False),
+     (HEAD.replace(b"HTTP/1.1", b"HTTP/1.0") + b"Content-Length: 3\r\nExpect: 100-continue\r\n\r\n", False)],
+    ids=["HTTP/1.1 with Expect", "no Expect", "HTTP/1.0 with Expect"],
+)
+def test_a_head_that_expects_100_continue_is_told_apart(head, expects):
+    framer = RequestFramer(1024, 1000)
+    assert framer.end(head) is None  # the body has not come
+    assert framer.expects_continue is expects

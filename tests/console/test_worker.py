@@ -234,3 +234,19 @@ def test_a_head_over_64_kib_is_refused_431_in_json(one_thread_console):
     head, body = _raw_exchange(one_thread_console.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many_headers + b"\r\n")
     assert head.startswith(b"HTTP/1.1 431 ")
     assert "65536 bytes" in json.loads(body)["detail"]
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_its_body(one_thread_console):
+    event_id = str(uuid.uuid4())
+    body = _run_body(event_id, agent_name="expect")
+    head = _request_head(body).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", one_thread_console.port), timeout=10) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before any byte of the body
+        sock.sendall(body)
+        received = b""
+        while b"HTTP/1.1 201" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert _stored_event_ids(one_thread_console.port, "expect") == [event_id]
