@@ -5,11 +5,12 @@ thread then reads the request from a blocking socket. A client that sends its
 request a byte at a time holds that thread for as long as it keeps sending, and a
 few dozen such clients stop the worker. Here the worker's event loop reads every
 request (head and body, up to TELEMETRY_MAX_BODY_BYTES) with non-blocking reads,
-as nginx and waitress do, and hands it to a thread only once it is whole; the
-thread never reads the socket. A connection whose request is not whole within
-TELEMETRY_API_REQUEST_DEADLINE seconds of its first byte (of its accept, for a new
-connection) is closed, however steadily its bytes arrive. A send that waits that
-long for a client that does not read its answer ends the connection too.
+as nginx and waitress do, and hands it to a thread only once it is whole; no
+thread ever waits for a client's bytes. A connection whose request is not whole
+within TELEMETRY_API_REQUEST_DEADLINE seconds of its first byte (of its accept, for
+a new connection) is answered 408 and closed, however steadily its bytes arrive. A
+send that waits that long for a client that does not read its answer ends the
+connection too.
 
 Requests the client pipelined are read from the same buffer, one after the other.
 The thread that answered a keep-alive request watches its connection a moment
@@ -28,6 +29,7 @@ import errno
 import fcntl
 import json
 import logging
+import resource
 import select
 import selectors
 import socket
@@ -51,6 +53,8 @@ MAX_HEAD_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
 # Chunk size lines and CRLFs a chunked body may add to its data.
 CHUNK_FRAMING_SLACK = 64 * 1024
+# Descriptors a worker keeps for what is not a client (database, log, lock files).
+FD_RESERVE = 64
 # How long a thread watches its keep-alive connection for the next request, in
 # slices: a connection that becomes ready meanwhile waits at most one slice for a thread.
 WATCH_SECONDS = 0.005
@@ -67,6 +71,20 @@ class ConsoleThreadWorker(ThreadWorker):
         self._reading: dict[TConn, None] = {}  # connections whose next request the loop is reading
         self._queued = 0  # connections handed to the pool that no thread has taken yet
         self._queued_lock = threading.Lock()
+
+    def init_process(self):
+        # Hostile connections wait in the loop, not in threads, so many may be open at
+        # once: take every descriptor the hard limit allows, and hold no more
+        # connections than there are descriptors to spare.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            soft = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            except (ValueError, OSError):
+                soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.worker_connections = max(self.cfg.threads + 1, min(self.worker_connections, soft - FD_RESERVE))
+        super().init_process()
 
     # -- the event loop's side -------------------------------------------------
 

@@ -9,8 +9,10 @@ in every run, is the same attack scaled down.
 from __future__ import annotations
 
 import math
+import socket
 
 import pytest
+import requests
 
 from scripts.bench.slow_clients import attack
 from tests.helpers import ConsoleProcess, free_port
@@ -59,3 +61,19 @@ def test_two_hundred_of_each_slow_client_for_a_minute_do_not_stop_the_console(tm
         console.stop()
     record_figures("slow_clients_soak", report.summary())
     _assert_unharmed(report, deadline=10)
+
+
+def test_more_idle_connections_than_gunicorns_default_limit_do_not_stop_it_accepting(tmp_path):
+    # gunicorn stops accepting at 1,000 connections per worker by default; with a 60 s
+    # deadline the idle ones would hold that place far longer than the probe's guard.
+    console = _attacked_console(tmp_path, deadline=60)
+    idle = []
+    try:
+        for _ in range(1200):
+            idle.append(socket.create_connection(("127.0.0.1", console.port), timeout=10))
+        response = requests.get(console.url + "/health", timeout=10)  # the hang guard
+        assert response.status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        console.stop()
