@@ -175,7 +175,7 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_API_WORKERS": ("api_workers", _int(1, 64), 1),
     "TELEMETRY_API_THREADS": ("api_threads", _int(1, 256), 8),
     "TELEMETRY_API_TIMEOUT": ("api_timeout", _int(1), 60),
-    "TELEMETRY_API_READ_TIMEOUT": ("api_read_timeout", _int(1, 3600), 30),
+    "TELEMETRY_API_REQUEST_DEADLINE": ("api_request_deadline", _int(1, 3600), 30),
     "TELEMETRY_AUTO_UPGRADE": ("auto_upgrade", _bool, True),
     "TELEMETRY_DB_JOURNAL_MODE": ("db_journal_mode", _choice("DELETE", "WAL"), "DELETE"),
     "TELEMETRY_DB_SYNCHRONOUS": ("db_synchronous", _choice("FULL", "NORMAL"), "FULL"),
@@ -248,7 +248,7 @@ class Settings:
     api_workers: int
     api_threads: int
     api_timeout: int
-    api_read_timeout: int
+    api_request_deadline: int
     auto_upgrade: bool
     db_journal_mode: str
     db_mmap_bytes: int

@@ -11,6 +11,10 @@ bind = f"{_settings.api_host}:{_settings.api_port}"
 workers = _settings.api_workers
 worker_class = "console.server.worker.ConsoleThreadWorker"
 threads = _settings.api_threads
+# Connections a worker holds at once (gunicorn's default is 1,000). A connection still
+# sending its request costs the worker's loop a few kB and leaves at its deadline, so a
+# thousand slow clients must not be enough to stop it accepting others.
+worker_connections = 4096
 timeout = _settings.api_timeout
 graceful_timeout = 30
 keepalive = 5

@@ -29,8 +29,8 @@ def one_thread_console(tmp_path):
 
 @pytest.fixture
 def impatient_console(tmp_path):
-    """One thread, and a client silent for 1 s in the middle of a request is dropped."""
-    console = _one_thread_console(tmp_path, TELEMETRY_API_READ_TIMEOUT="1")
+    """One thread, and a request not whole 3 s after its first byte is dropped."""
+    console = _one_thread_console(tmp_path, TELEMETRY_API_REQUEST_DEADLINE="3")
     console.start()
     yield console
     console.stop()
@@ -142,23 +142,24 @@ def test_pipelined_requests_sent_together_are_all_answered(one_thread_console, p
 
 
 @pytest.mark.parametrize("sent", ["half the head", "the head and half the body"])
-def test_a_client_silent_in_the_middle_of_a_request_is_dropped_and_frees_the_thread(impatient_console, sent):
+def test_a_request_not_whole_by_the_deadline_is_answered_408_and_never_holds_the_thread(impatient_console, sent):
     body = _run_body(str(uuid.uuid4()), agent_name="silent")
     partial = _request_head(body)[:20] if sent == "half the head" else _request_head(body) + body[: len(body) // 2]
     with socket.create_connection(("127.0.0.1", impatient_console.port), timeout=10) as stalled:
         stalled.sendall(partial)
-        time.sleep(0.2)  # the one thread is now reading the stalled request
+        time.sleep(0.2)  # the worker has read the partial request
         other = http.client.HTTPConnection("127.0.0.1", impatient_console.port, timeout=10)
-        other.request("GET", "/version")  # answered once the stalled client is dropped, ~1 s
+        other.request("GET", "/version")  # the one thread is free: the loop holds the partial request
         response = other.getresponse()
         response.read()
         assert response.status == 200
-        stalled.settimeout(10)
-        received = _read_until_closed(stalled)
-    if sent == "half the head":
-        assert received == b""
-    else:  # the body read short: answered as a bad body, then closed
-        assert received.startswith(b"HTTP/1.1 400 ")
+        stalled.setblocking(False)
+        with pytest.raises(BlockingIOError):  # answered before the stalled request was dropped
+            stalled.recv(1)
+        stalled.settimeout(30)  # a hang guard, ten times the deadline
+        head, _, answer = _read_until_closed(stalled).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert "within 3 s" in json.loads(answer)["detail"]
     assert _stored_event_ids(impatient_console.port, "silent") == []  # nothing of the half request was stored
 
 
@@ -166,7 +167,7 @@ def test_a_slow_client_that_keeps_sending_is_served(impatient_console):
     event_id = str(uuid.uuid4())
     body = _run_body(event_id, agent_name="slow")
     with socket.create_connection(("127.0.0.1", impatient_console.port), timeout=10) as slow:
-        for part in (_request_head(body), body[:10], body[10:]):  # each gap under the 1 s bound
+        for part in (_request_head(body), body[:10], body[10:]):  # whole 1.2 s after its first byte, within 3 s
             slow.sendall(part)
             time.sleep(0.6)
         assert _read_responses(slow, 1, deadline_seconds=5) == [201]
@@ -184,7 +185,7 @@ def _raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
 @pytest.mark.parametrize(
     ("request_bytes", "status", "detail"),
     [
-        (b"GET /api/v1/runs?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "too large"),
+        (b"GET /api/v1/runs?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "too large"),
         (b"GET /api/v1/runs HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
         (b"NOT HTTP AT ALL\r\n\r\n", 400, "Invalid"),
     ],
@@ -200,3 +201,52 @@ def test_requests_gunicorn_cannot_parse_are_answered_in_json(one_thread_console,
     conn = http.client.HTTPConnection("127.0.0.1", one_thread_console.port, timeout=10)
     conn.request("GET", "/version")
     assert conn.getresponse().status == 200
+
+
+def test_a_chunked_request_is_read_whole_and_stored(one_thread_console):
+    event_id = str(uuid.uuid4())
+    body = _run_body(event_id, agent_name="chunked")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])) + b"0\r\n\r\n"
+    head = b"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", one_thread_console.port), timeout=10) as sock:
+        sock.sendall(head + chunks)
+        assert _read_responses(sock, 1, deadline_seconds=5) == [201]
+    assert _stored_event_ids(one_thread_console.port, "chunked") == [event_id]
+
+
+def test_an_oversized_body_is_refused_413_in_json_while_the_client_still_sends(tmp_path):
+    console = _one_thread_console(tmp_path, TELEMETRY_MAX_BODY_BYTES="2048")
+    console.start()
+    try:
+        head = _request_head(b"x" * 100_000)
+        with socket.create_connection(("127.0.0.1", console.port), timeout=10) as sock:
+            sock.sendall(head + b"x" * 4096)  # the client keeps its body coming
+            answer, _, body = _read_until_closed(sock).partition(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert json.loads(body)["detail"] == "request body is 100000 bytes; the limit is 2048 bytes"
+        assert _stored_event_ids(console.port, "w") == []
+    finally:
+        console.stop()
+
+
+def test_a_head_over_64_kib_is_refused_431_in_json(one_thread_console):
+    many_headers = b"".join(b"X-H%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
+    head, body = _raw_exchange(one_thread_console.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many_headers + b"\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert "65536 bytes" in json.loads(body)["detail"]
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_its_body(one_thread_console):
+    event_id = str(uuid.uuid4())
+    body = _run_body(event_id, agent_name="expect")
+    head = _request_head(body).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", one_thread_console.port), timeout=10) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before any byte of the body
+        sock.sendall(body)
+        received = b""
+        while b"HTTP/1.1 201" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert _stored_event_ids(one_thread_console.port, "expect") == [event_id]
