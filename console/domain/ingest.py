@@ -21,9 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, utcnow
+from console.domain.bounded_json import BAD_CHARS
 from console.domain.stale import TERMINAL, may_end, sign_of_life
 from console.domain.validation import (
-    BAD_CHARS,
     MAX_COUNTER,
     MAX_TEXT_CHARS,
     RESERVED_EVENT_IDS,
