@@ -9,7 +9,8 @@ from pydantic import BaseModel, RootModel, WithJsonSchema
 
 from console.api import api_bp
 from console.api.spec import route
-from console.domain.ingest import SpoolLine, ingest, parse_lines, prepare
+from console.domain.ingest import ingest, prepare
+from console.domain.spool_lines import SpoolLine, parse_lines
 from console.http.context import get_db
 from console.http.errors import ApiError
 from console.store.writelock import queued_write
