@@ -9,14 +9,18 @@ start still ends the run. The lines are read and validated in console/domain/spo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, utcnow
@@ -33,6 +37,8 @@ from console.store.runstore import (
     lock_runs,
     write_runs,
 )
+
+log = logging.getLogger("console.ingest")
 
 # Applied in this order when two lines of one run carry the same timestamp.
 _KIND_ORDER = {"run_started": 0, "run_updated": 1, "heartbeat": 2, "event": 2, "commit": 3, "run_ended": 4}
@@ -74,9 +80,29 @@ class Prepared:
 def prepare(
     parsed: tuple[list[Line], list[dict[str, Any]]], *, dialect: str, now: Optional[datetime] = None
 ) -> Prepared:
-    """Fold a parsed batch per run, assuming new runs and new lines."""
+    """Fold a parsed batch per run, assuming new runs and new lines.
+
+    A line that cannot be folded (an unexpected error) is rejected; the others are kept.
+    """
     now = now or utcnow()
     lines, rejected = parsed
+    try:
+        return _fold(lines, rejected, dialect, now)
+    except Exception:  # noqa: BLE001 - find the line at fault below
+        log.exception("ingest: a batch of %d lines could not be prepared; preparing them one by one", len(lines))
+    good: list[Line] = []
+    rejected = list(rejected)
+    for line in lines:
+        try:
+            _fold([line], [], dialect, now)
+        except Exception:  # noqa: BLE001 - that line's fault only
+            rejected.append(_rejection(line, "the console could not prepare this line"))
+        else:
+            good.append(line)
+    return _fold(good, rejected, dialect, now)
+
+
+def _fold(lines: list[Line], rejected: list[dict[str, Any]], dialect: str, now: datetime) -> Prepared:
     first: dict[str, Line] = {}
     for line in lines:
         first.setdefault(line.envelope.id, line)
@@ -87,7 +113,7 @@ def prepare(
     events: dict[str, list[dict[str, Any]]] = {}
     delta = rollups.Delta()
     for event_id, run_lines in by_run.items():
-        run_lines.sort(key=lambda item: (item.envelope.ts, _KIND_ORDER[item.envelope.kind]))
+        run_lines.sort(key=_in_order)
         row = new_row(run_lines[0].envelope, now)
         run_events_: list[dict[str, Any]] = []
         for line in run_lines:
@@ -111,6 +137,14 @@ def prepare(
     )
 
 
+def _in_order(line: Line) -> tuple[datetime, int]:
+    return line.envelope.ts, _KIND_ORDER[line.envelope.kind]
+
+
+def _rejection(line: Line, detail: str) -> dict[str, Any]:
+    return {"index": line.index, "id": line.envelope.id, "detail": detail}
+
+
 def ingest(
     session: Session,
     document: Optional[Sequence[Any]] = None,
@@ -123,20 +157,84 @@ def ingest(
 
     The API passes `prepared=prepare(parse_lines(document), ...)`, made before the
     transaction starts: validation and folding need not hold the write lock.
+
+    The batch is applied under a savepoint. When the database refuses it for
+    something one line holds (a value, a constraint), it is applied again line by
+    line, each under its own savepoint: the line the database refuses is rejected
+    and the others are applied. A fault of the database itself (unreachable, locked,
+    full, read-only) is raised: the whole request fails, to be retried.
     """
     if prepared is None:
         if parsed is None:
             parsed = parse_lines(document or [])
         prepared = prepare(parsed, dialect=session.get_bind().dialect.name, now=now)
-    result = IngestResult(rejected=list(prepared.rejected))
+    result = IngestResult(rejected=list(prepared.rejected), duplicates=prepared.in_batch_duplicates)
+    try:
+        with _savepoint(session):
+            accepted, duplicates = _apply_batch(session, prepared)
+    except Exception as exc:
+        if not refused_for_a_line(exc):
+            raise
+        log.warning("ingest: the database refused a batch of %d lines (%s); applying them one by one",
+                    len(prepared.lines), _reason(exc))
+        accepted, duplicates = _apply_one_by_one(session, prepared, result.rejected)
+    result.accepted += accepted
+    result.duplicates += duplicates
+    result.rejected.sort(key=lambda item: item["index"])
+    _count(session, result)
+    return result
+
+
+@contextlib.contextmanager
+def _savepoint(session: Session) -> Iterator[None]:
+    with session.begin_nested():
+        session.connection()  # SAVEPOINT now: the lean paths write through the driver's cursor
+        yield
+
+
+def _apply_batch(session: Session, prepared: Prepared) -> tuple[int, int]:
+    """Claim and apply the prepared lines; returns (accepted, duplicates)."""
     with rollups.own_writes(session):
         claimed, duplicates = _claim(session, prepared.lines, prepared.now)
-        result.duplicates = duplicates + prepared.in_batch_duplicates
-        result.accepted = len(claimed)
         if claimed:
             _apply(session, prepared, claimed)
-        _count(session, result)
-    return result
+    return len(claimed), duplicates
+
+
+def _apply_one_by_one(session: Session, prepared: Prepared, rejected: list[dict[str, Any]]) -> tuple[int, int]:
+    """Each line under its own savepoint, in the order of their timestamps; a refused one is rejected."""
+    accepted = duplicates = 0
+    for line in sorted(prepared.lines, key=_in_order):
+        try:
+            alone = _fold([line], [], prepared.dialect, prepared.now)
+            with _savepoint(session):
+                one_accepted, one_duplicate = _apply_batch(session, alone)
+        except Exception as exc:
+            if not refused_for_a_line(exc):
+                raise
+            rejected.append(_rejection(line, f"the database refused this line: {_reason(exc)}"))
+            continue
+        accepted += one_accepted
+        duplicates += one_duplicate
+    return accepted, duplicates
+
+
+def refused_for_a_line(exc: BaseException) -> bool:
+    """False for a fault of the database or the connection, which no line causes or cures."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        if isinstance(exc, (OperationalError, InterfaceError, InternalError)):
+            return False
+        exc = exc.orig
+    return not isinstance(exc, (sqlite3.OperationalError, sqlite3.InterfaceError, sqlite3.InternalError))
+
+
+def _reason(exc: BaseException) -> str:
+    """What the database said, in one short line: never the statement or its parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    words = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {words[0][:200] if words else 'no message'}"
 
 
 def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str], int]:

@@ -8,6 +8,7 @@ anything unusual takes the models, which also word the errors.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,8 @@ from console.domain.validation import (
     json_document,
     plain_timestamp,
 )
+
+log = logging.getLogger("console.ingest")
 
 SPOOL_VERSION = 1
 KINDS = ("run_started", "run_updated", "run_ended", "event", "commit", "heartbeat")
@@ -225,6 +228,10 @@ def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any
                 data = _given(_DATA_MODELS[envelope.kind].model_validate(envelope.data or {}))
         except ValidationError as exc:
             rejected.append({"index": index, "id": line_id, "detail": error_details(exc, prefix=())})
+            continue
+        except Exception:  # noqa: BLE001 - one line's fault must not fail the others
+            log.exception("ingest: line %d could not be read", index)
+            rejected.append({"index": index, "id": line_id, "detail": "the console could not read this line"})
             continue
         good.append(Line(index, envelope, data))
     return good, rejected
