@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from console.domain.bounded_json import BAD_CHARS
+from console.domain.bounded_json import BAD_CHARS, Unstorable
 from console.domain.validation import (
     MAX_COUNTER,
     MAX_TEXT_CHARS,
@@ -218,6 +218,9 @@ def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(document):
         line_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+        if type(item) is Unstorable:  # refused by the body's parser (too deep)
+            rejected.append({"index": index, "id": None, "detail": item.reason})
+            continue
         if not isinstance(item, dict):
             rejected.append({"index": index, "id": None, "detail": "a spool line must be a JSON object"})
             continue

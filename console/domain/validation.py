@@ -16,6 +16,7 @@ from console.core.timeutil import parse_timestamp
 from console.domain.bounded_json import (
     MAX_JSON_DEPTH,
     TooDeep,
+    Unstorable,
     check_text,
     json_field,
     loads,
@@ -221,7 +222,8 @@ def parse_json_body(raw: bytes) -> Any:
     """Decode a request body; BodyError when it is not JSON, ValueError when too deep.
 
     Numbers that no field stores come back as `Unstorable` (bounded_json.loads), so
-    that only the record holding one is refused.
+    that only the record holding one is refused; so does an item of a top-level array
+    nested too deep. Past the parser's own recursion limit the body is refused whole.
     """
     try:
         document = loads(raw)
@@ -229,6 +231,10 @@ def parse_json_body(raw: bytes) -> Any:
         raise ValueError(str(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise BodyError(f"request body is not valid JSON: {exc}") from None
+    if type(document) is list:
+        # A batch: an item nested too deep is refused alone (the others are judged).
+        too_deep = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        return [Unstorable(too_deep) if nested_deeper_than(item, MAX_JSON_DEPTH - 1) else item for item in document]
     if nested_deeper_than(document, MAX_JSON_DEPTH):
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return document

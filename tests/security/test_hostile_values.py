@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from console.domain.bounded_json import MAX_FIELD_DEPTH, MAX_KEY_CHARS, MAX_NUMBER_CHARS
+from console.domain.bounded_json import MAX_FIELD_DEPTH, MAX_JSON_DEPTH, MAX_KEY_CHARS, MAX_NUMBER_CHARS
 from tests.security.conftest import dump_store, run_body
 
 SLOT = "__hostile__"
@@ -43,6 +43,7 @@ IN_JSON = {
     "[ x3000 in a string": quoted(BRACKETS_3000),
     "[ x3000": BRACKETS_3000,
     "too deep by one": "[" * (MAX_FIELD_DEPTH + 1) + "]" * (MAX_FIELD_DEPTH + 1),
+    "past the body's nesting limit": "[" * (MAX_JSON_DEPTH + 10) + "]" * (MAX_JSON_DEPTH + 10),
     "too deep in a string": quoted("[" * (MAX_FIELD_DEPTH + 1) + "]" * (MAX_FIELD_DEPTH + 1)),
     "NaN in a string": quoted("NaN"),
     "NaN inside JSON in a string": quoted('{"loss": NaN}'),
