@@ -1,17 +1,17 @@
 """JSON read and checked with bounded work: the one place hostile values are refused.
 
-A request body is parsed once by `loads`: nesting past the interpreter's recursion
-limit, a number with more than MAX_NUMBER_CHARS characters, `1e999` and the
-non-standard `NaN` / `Infinity` never raise here: they become `Unstorable`, a
-value that no field accepts, so the one record holding it is refused (422) and
-the other records of a batch are not. Fields the console does not read are
-ignored whatever they hold.
+A request body is parsed once by `loads`: the non-standard `NaN` / `Infinity` and
+integers past Python's 4,300-digit limit never raise there: they become
+`Unstorable`, a value that no field accepts, and `1e999` becomes a float infinity,
+which no field accepts either; so the one record holding one is refused (422) and
+the other records of a batch are not. Nesting past the parser's recursion limit
+refuses the body. Fields the console does not read are ignored whatever they hold.
 
 `check_json_value` walks a JSON field's value (metrics, context, event payloads,
 also when sent as a string holding JSON) without recursion, and refuses what a
 database would refuse or store unfaithfully: NUL and lone surrogates (PostgreSQL
 refuses NUL in text and JSONB), numbers that are not finite (JSONB refuses NaN),
-over-long numbers and keys, and nesting deeper than MAX_FIELD_DEPTH.
+integers with too many digits, over-long keys, and nesting deeper than MAX_FIELD_DEPTH.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ MAX_JSON_DEPTH = 64
 MAX_FIELD_DEPTH = 60
 # A key inside a JSON field's value: at most this many characters.
 MAX_KEY_CHARS = 1024
-# A number, as written: at most this many characters (digits, sign, point, exponent).
-# Room for any finite float as PostgreSQL writes it back (1.7e308 as 309 digits).
-MAX_NUMBER_CHARS = 400
+# An integer: at most this many digits. Room for any finite float as PostgreSQL
+# writes it back (1.7e308 as an integer of 309 digits). A float is any finite one.
+MAX_INT_DIGITS = 400
 
-_INT_BOUND = 10**MAX_NUMBER_CHARS
+_INT_BOUND = 10**MAX_INT_DIGITS
 
 BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
@@ -52,21 +52,10 @@ class TooDeep(ValueError):
     """JSON nested past what the parser follows."""
 
 
-def _number(text: str, convert) -> Any:
-    if len(text) > MAX_NUMBER_CHARS:
-        return Unstorable(f"a number longer than {MAX_NUMBER_CHARS} characters")
-    value = convert(text)
-    if type(value) is float and not math.isfinite(value):
-        return Unstorable("a number too large for a float (JSON has no infinity)")
-    return value
-
-
 def _int(text: str) -> Any:
-    return _number(text, int)
-
-
-def _float(text: str) -> Any:
-    return _number(text, float)
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        return Unstorable(f"an integer with more than {MAX_INT_DIGITS} digits")
+    return int(text)
 
 
 def _constant(name: str) -> Unstorable:
@@ -74,13 +63,20 @@ def _constant(name: str) -> Unstorable:
 
 
 def loads(text: str | bytes) -> Any:
-    """Strict JSON with bounded work: numbers past the limits become `Unstorable`.
+    """Strict JSON with bounded work: NaN, Infinity and over-long integers become `Unstorable`.
 
     ValueError (json.JSONDecodeError, UnicodeDecodeError) for text that is not JSON;
-    TooDeep when it nests past the parser's recursion limit.
+    TooDeep when it nests past the parser's recursion limit. `1e999` is a float
+    infinity, refused wherever a field holds it.
     """
     try:
-        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        try:
+            return json.loads(text, parse_constant=_constant)
+        except ValueError as exc:
+            if type(exc) is not ValueError:  # not JSON at all
+                raise
+        # An integer past Python's digit limit: again, each integer checked (rare and slower).
+        return json.loads(text, parse_int=_int, parse_constant=_constant)
     except RecursionError:
         raise TooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
 
@@ -93,36 +89,64 @@ def check_text(value: str) -> str:
 
 
 def check_json_value(value: Any) -> None:
-    """ValueError naming the first hostile part of a JSON field's value, with its path."""
+    """ValueError naming the first hostile part of a JSON field's value, with its path.
+
+    Without recursion; scalars are checked where they are met and only containers
+    are stacked with their path, so an ordinary value costs little more than a walk.
+    """
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        _check_scalar(value, "")
+        return
     stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
         node, depth, path = stack.pop()
-        kind = type(node)
-        if kind is str:
-            if BAD_CHARS.search(node):
-                raise ValueError(f"{_at(path)}text must not contain NUL characters or lone surrogates")
-        elif kind is dict or kind is list:
-            if depth >= MAX_FIELD_DEPTH:
-                raise ValueError(f"JSON value nested deeper than {MAX_FIELD_DEPTH} levels")
-            if kind is dict:
-                for key, item in node.items():
-                    if len(key) > MAX_KEY_CHARS:
-                        raise ValueError(f"{_at(path)}a key is longer than {MAX_KEY_CHARS} characters")
-                    if BAD_CHARS.search(key):
-                        raise ValueError(f"{_at(path)}a key must not contain NUL characters or lone surrogates")
-                    stack.append((item, depth + 1, f"{path}.{key[:40]}" if path else key[:40]))
+        if depth >= MAX_FIELD_DEPTH:
+            raise ValueError(f"JSON value nested deeper than {MAX_FIELD_DEPTH} levels")
+        is_dict = type(node) is dict
+        for key, item in node.items() if is_dict else enumerate(node):
+            if is_dict:
+                if len(key) > MAX_KEY_CHARS:
+                    raise ValueError(f"{_at(path)}a key is longer than {MAX_KEY_CHARS} characters")
+                if BAD_CHARS.search(key):
+                    raise ValueError(f"{_at(path)}a key must not contain NUL characters or lone surrogates")
+            kind = type(item)
+            if kind is str:
+                fine = not BAD_CHARS.search(item)
+            elif kind is float:
+                fine = math.isfinite(item)
+            elif kind is int:
+                fine = -_INT_BOUND < item < _INT_BOUND
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1, _child(path, key, is_dict)))
+                continue
             else:
-                stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(node))
-        elif kind is Unstorable:
-            raise ValueError(f"{_at(path)}{node.reason}")
-        elif kind is float:
-            if not math.isfinite(node):
-                raise ValueError(f"{_at(path)}JSON numbers must be finite")
-        elif kind is int:
-            if abs(node) >= _INT_BOUND:
-                raise ValueError(f"{_at(path)}a number longer than {MAX_NUMBER_CHARS} characters")
-        elif node is not None and kind is not bool:
-            raise ValueError(f"{_at(path)}{kind.__name__} is not a JSON value")
+                fine = item is None or kind is bool
+            if not fine:
+                _check_scalar(item, _child(path, key, is_dict))
+
+
+def _check_scalar(value: Any, path: str) -> None:
+    kind = type(value)
+    if kind is str:
+        if BAD_CHARS.search(value):
+            raise ValueError(f"{_at(path)}text must not contain NUL characters or lone surrogates")
+    elif kind is Unstorable:
+        raise ValueError(f"{_at(path)}{value.reason}")
+    elif kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{_at(path)}JSON numbers must be finite")
+    elif kind is int:
+        if not -_INT_BOUND < value < _INT_BOUND:
+            raise ValueError(f"{_at(path)}an integer with more than {MAX_INT_DIGITS} digits")
+    elif value is not None and kind is not bool:
+        raise ValueError(f"{_at(path)}{kind.__name__} is not a JSON value")
+
+
+def _child(path: str, key: Any, in_object: bool) -> str:
+    if not in_object:
+        return f"{path}[{key}]"
+    return f"{path}.{key[:40]}" if path else key[:40]
 
 
 def _at(path: str) -> str:

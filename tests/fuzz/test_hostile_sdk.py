@@ -28,14 +28,14 @@ from telemetry import TelemetryClient
 from telemetry.client import shared_sender
 from telemetry.config import TelemetryConfig
 
-from console.domain.bounded_json import MAX_FIELD_DEPTH, MAX_KEY_CHARS, MAX_NUMBER_CHARS
+from console.domain.bounded_json import MAX_FIELD_DEPTH, MAX_INT_DIGITS, MAX_KEY_CHARS
 
 ARRIVAL_GUARD = 60.0  # seconds: a hang guard, far above the second or two a line takes
 SERVER_ERROR = re.compile(r'" 5\d\d ')  # the status after the request in the access log
 
 atoms = st.sampled_from([
     math.nan, math.inf, -math.inf,
-    10 ** (MAX_NUMBER_CHARS + 1), -(10 ** 1000), 10 ** 5000,  # the last is past what Python writes
+    10 ** (MAX_INT_DIGITS + 1), -(10 ** 1000), 10 ** 5000,  # the last is past what Python writes
     "a\x00b", "\ud800", "x\udfffy", "[" * 3000 + "]" * 3000, "NaN", "-Infinity", '{"loss": NaN}',
     "1e999", "9" * 5000, '["\\u0000"]', '{"' + "k" * (MAX_KEY_CHARS + 1) + '": 1}',
 ])
@@ -124,7 +124,7 @@ MANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 @given(case=line_cases)
 @example(case=("update_run", "metrics_json", "[" * 3000 + "]" * 3000))  # was a 500 (RecursionError)
 @example(case=("log_event", "payload", math.nan))  # JSONB refuses NaN
-@example(case=("start_run", "context_json", {"big": 10 ** (MAX_NUMBER_CHARS + 1)}))
+@example(case=("start_run", "context_json", {"big": 10 ** (MAX_INT_DIGITS + 1)}))
 @example(case=("end_run", "error_summary", "a\x00b"))  # PostgreSQL text refuses NUL
 def test_a_good_line_after_hostile_ones_reaches_the_console_which_never_answers_5xx(console_server, case):
     check(console_server, *case)

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from console.domain.bounded_json import MAX_FIELD_DEPTH, MAX_JSON_DEPTH, MAX_KEY_CHARS, MAX_NUMBER_CHARS
+from console.domain.bounded_json import MAX_FIELD_DEPTH, MAX_INT_DIGITS, MAX_JSON_DEPTH, MAX_KEY_CHARS
 from tests.security.conftest import dump_store, run_body
 
 SLOT = "__hostile__"
@@ -32,8 +32,8 @@ ANYWHERE = {
     "1e999": "1e999",
     "-1e999": "-1e999",
     "5000-digit integer": "9" * 5000,
-    "over-long integer": "1" * (MAX_NUMBER_CHARS + 1),
-    "over-long float": "0." + "1" * MAX_NUMBER_CHARS,
+    "over-long integer": "1" * (MAX_INT_DIGITS + 1),
+    "a float past a float, written long": "1" + "0" * 400 + ".5",
     "NUL": '"a\\u0000b"',
     "lone surrogate": '"a\\ud800b"',
     "lone low surrogate": '"\\udfff"',
@@ -200,7 +200,8 @@ def test_regression_metrics_json_string_of_3000_brackets_is_a_422(path, client, 
 
 def test_values_just_inside_the_limits_are_stored_as_sent(client):
     deepest = json.loads("[" * MAX_FIELD_DEPTH + "]" * MAX_FIELD_DEPTH)
-    context = {"k" * MAX_KEY_CHARS: int("9" * MAX_NUMBER_CHARS), "small": 0.5e-3, "text": "NaN"}
+    context = {"k" * MAX_KEY_CHARS: int("9" * MAX_INT_DIGITS), "negative": -int("9" * MAX_INT_DIGITS),
+               "small": 0.5e-3, "long float": float("0." + "1" * 1000), "text": "NaN"}
     for metrics_json, metrics in ((deepest, deepest), (json.dumps(deepest), deepest), ("[1, 2", "[1, 2")):
         body = run_body(metrics_json=metrics_json, context_json=context)
         resp = client.post("/api/v1/runs", json=body)
