@@ -99,6 +99,9 @@ def single_record_routes(seeded: list[str]) -> list[tuple[str, str, str, dict, d
         ("heartbeat", "POST", f"/api/v1/runs/{run}/heartbeat", {"timestamp": SLOT}, TEXT_CASES),
         ("commit author", "POST", f"/api/v1/runs/{run}/associate-commit",
          {"commit_hash": "abcdef1", "commit_source": "llm", "commit_author": SLOT}, TEXT_CASES),
+        ("mark-failed reason", "POST", "/api/v1/runs/mark-failed", {"event_ids": [run], "reason": SLOT}, TEXT_CASES),
+        ("mark-failed id", "POST", "/api/v1/runs/mark-failed", {"event_ids": [SLOT]}, TEXT_CASES),
+        ("mark-failed minutes", "POST", "/api/v1/runs/mark-failed", {"older_than_minutes": SLOT}, NUMBER_CASES),
     ]
 
 
