@@ -21,7 +21,8 @@ import math
 import re
 from typing import Any
 
-# A request body nested deeper than this is refused whole (422).
+# A request body nested deeper than this is refused (422): a single record's body
+# whole, an item of a top-level array (a batch, ingest) alone.
 MAX_JSON_DEPTH = 64
 # A JSON field's value: at most this many levels of objects and arrays.
 MAX_FIELD_DEPTH = 60
@@ -37,7 +38,8 @@ BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 class Unstorable:
-    """A number as sent that no field stores: why, in words (never the value itself)."""
+    """A value as sent that no field stores (NaN, a huge integer, an item nested too deep):
+    why, in words, never the value itself."""
 
     __slots__ = ("reason",)
 
