@@ -173,7 +173,7 @@ def ingest(
         with _savepoint(session):
             accepted, duplicates = _apply_batch(session, prepared)
     except Exception as exc:
-        if not refused_for_a_line(exc):
+        if not _refused_for_a_line(exc):
             raise
         log.warning("ingest: the database refused a batch of %d lines (%s); applying them one by one",
                     len(prepared.lines), _reason(exc))
@@ -210,7 +210,7 @@ def _apply_one_by_one(session: Session, prepared: Prepared, rejected: list[dict[
             with _savepoint(session):
                 one_accepted, one_duplicate = _apply_batch(session, alone)
         except Exception as exc:
-            if not refused_for_a_line(exc):
+            if not _refused_for_a_line(exc):
                 raise
             rejected.append(_rejection(line, f"the database refused this line: {_reason(exc)}"))
             continue
@@ -219,7 +219,7 @@ def _apply_one_by_one(session: Session, prepared: Prepared, rejected: list[dict[
     return accepted, duplicates
 
 
-def refused_for_a_line(exc: BaseException) -> bool:
+def _refused_for_a_line(exc: BaseException) -> bool:
     """False for a fault of the database or the connection, which no line causes or cures."""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

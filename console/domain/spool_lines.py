@@ -198,7 +198,7 @@ def well_formed_run_data(envelope: Envelope) -> Optional[dict[str, Any]]:
         elif name in _JSON_FIELDS:
             try:
                 value = json_document(value)
-            except (ValueError, RecursionError):
+            except ValueError:
                 return None
         elif name in _RUN_DATA_FIELDS:
             return None  # rarer fields: the model
