@@ -47,8 +47,9 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def refuse_nul_in_form():
         # The pages' forms, as the URL above: a NUL in any field would reach the database
-        # (a 500 on PostgreSQL, stored on SQLite). Checked after the size limit.
-        if request.mimetype not in FORM_TYPES:
+        # (a 500 on PostgreSQL, stored on SQLite). Checked after the size limit. The API
+        # reads JSON only (a form is its 415): its body is left unread here.
+        if request.mimetype not in FORM_TYPES or wants_json():
             return None
         for key, values in request.form.lists():
             if BAD_CHARS.search(key) or any(BAD_CHARS.search(value) for value in values):
