@@ -104,3 +104,23 @@ def test_a_fault_of_the_database_itself_fails_the_whole_batch(db):
         db.write(read_only, attempts=1)
     assert "read" in str(raised.value).lower()
     assert stored(db, "SELECT count(*) FROM agent_runs") == [(0,)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_read_only_database_answers_503_with_retry_after_and_stores_nothing(client, db, pg_database_url):
+    """Every line refused alike is the database's fault: the request is retried, never the lines rejected."""
+    name = sa.engine.make_url(pg_database_url).database
+    admin = sa.create_engine(pg_database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # opened first: its own session stays writable
+        conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        try:
+            db.engine.dispose()  # new connections start read-only
+            resp = client.post("/api/v1/ingest", json=good_batch())
+        finally:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+    admin.dispose()
+    db.engine.dispose()
+    assert resp.status_code == 503, resp.get_json()
+    assert resp.headers["Retry-After"] and "retry" in resp.get_json()["detail"]
+    assert stored(db, "SELECT count(*) FROM agent_runs") == [(0,)]
+    assert client.post("/api/v1/ingest", json=good_batch()).get_json()["accepted"] == 4  # writable again
