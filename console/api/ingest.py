@@ -6,12 +6,15 @@ from typing import Annotated, Any, Optional, Union
 
 from flask import current_app
 from pydantic import BaseModel, RootModel, WithJsonSchema
+from sqlalchemy.exc import DBAPIError
 
 from console.api import api_bp
 from console.api.spec import route
-from console.domain.ingest import SpoolLine, ingest, parse_lines, prepare
+from console.domain.ingest import ingest, prepare
+from console.domain.spool_lines import SpoolLine, parse_lines
 from console.http.context import get_db
 from console.http.errors import ApiError
+from console.store.db import DatabaseUnavailable, describe_unavailable
 from console.store.writelock import queued_write
 
 
@@ -58,5 +61,11 @@ def ingest_lines(body: IngestBody):
     db = get_db(current_app)
     # Validate and fold before the transaction: that work need not hold the write lock.
     prepared = prepare(parse_lines(lines), dialect=db.dialect)
-    result = queued_write(db, lambda session: ingest(session, prepared=prepared), shared=True)
+    try:
+        result = queued_write(db, lambda session: ingest(session, prepared=prepared), shared=True)
+    except (DBAPIError, db.engine.dialect.dbapi.Error) as exc:  # the lean paths raise the driver's own
+        # ingest() rejects the lines the database refuses; what still fails is the database
+        # itself (read-only, full, broken): the whole request, to be retried later.
+        raise DatabaseUnavailable(describe_unavailable(exc)) from exc
     return result.as_dict()
+

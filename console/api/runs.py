@@ -20,6 +20,7 @@ from pydantic import (
 from console.api import api_bp
 from console.api.spec import NEXT_PAGE_LINK, route
 from console.domain import group_commit, runs
+from console.domain.bounded_json import Unstorable
 from console.domain.errors import DomainError
 from console.domain.records import run_to_dict
 from console.domain.validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
@@ -265,6 +266,10 @@ def validate_items(items: list[Any]) -> tuple[list[RunCreate], list[dict[str, An
     errors: list[dict[str, Any]] = []
     validate = RunCreate.model_validate
     for index, item in enumerate(items):
+        if type(item) is Unstorable:  # refused by the body's parser (too deep)
+            errors.append({"index": index, "event_id": None,
+                           "detail": [{"loc": [], "msg": item.reason, "type": "value_error"}]})
+            continue
         try:
             records.append(validate(item))
         except ValidationError as exc:

@@ -142,8 +142,14 @@ def jobs_command(settings: Settings, options) -> int:
         db = _db(settings)
         try:
             db.write(lambda s: history.request_run(s, options.name, "cli"))
+            with db.read() as session:
+                leader = history.live_leader(session, settings.scheduler_lease_seconds)
         finally:
             db.dispose()
-        print(f"requested: the leader runs {options.name} within a few seconds")
+        if leader is None:
+            print(f"requested, but {history.unattended(options.name, settings.scheduler_lease_seconds)}",
+                  file=sys.stderr)
+            return 1
+        print(f"requested: the leader ({leader}) runs {options.name} within a few seconds")
         return 0
     return _run(settings, options.name, None)

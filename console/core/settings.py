@@ -299,6 +299,8 @@ class Settings:
     stale_sweep_minutes: int
     stale_sweep_schedule: str
     rollup_reconcile_schedule: str
+    # TELEMETRY_BASE_DIR was set: the console's own files go there, wherever the database is.
+    base_dir_set: bool = False
 
     @property
     def binds_loopback(self) -> bool:
@@ -331,17 +333,15 @@ class Settings:
     def state_dir(self) -> Path:
         """Where the console's own files (locks, secret key, backups) live.
 
-        Beside the database when only TELEMETRY_DB_PATH is set, so that two consoles
-        on two databases never share them; else the base directory.
+        Beside the database when only TELEMETRY_DB_PATH is set (not TELEMETRY_BASE_DIR),
+        so that two consoles on two databases never share them; else the base directory.
         """
-        if self.db_path_raw and not self.database_url_raw:
+        if self.db_path_raw and not self.database_url_raw and not self.base_dir_set:
             return Path(self.db_path_raw).expanduser().resolve().parent
         return self.base_dir
 
     @property
     def backup_dir(self) -> Path:
-        if self.state_dir == self.base_dir:
-            return self.base_dir / "backups"
         return self.state_dir / "backups"
 
     def lock_path(self, purpose: str) -> Path:
@@ -446,6 +446,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raw = env.get(name)
         values[attr] = default if raw is None or raw.strip() == "" else parser(name, raw)
     values["base_dir"] = default_base_dir(env)
+    values["base_dir_set"] = bool(env.get("TELEMETRY_BASE_DIR"))
     values.update(overrides)
     settings = Settings(**values)
     if settings.auth_enabled and not (settings.auth_tokens or settings.operator_tokens or settings.agent_tokens):

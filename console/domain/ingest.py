@@ -4,41 +4,28 @@ Every line carries its run's five required fields, so any line can create its ru
 Lines are applied per run in the order of their own timestamps (`ts`), and what a
 late line may still change follows the stale rules of console/domain/stale.py: a
 `run_started` never resets a run that already ended; an end arriving before its
-start still ends the run.
+start still ends the run. The lines are read and validated in console/domain/spool_lines.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from pydantic import BaseModel, ValidationError, field_validator
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, utcnow
+from console.domain.spool_lines import Envelope, Line, parse_lines
 from console.domain.stale import TERMINAL, may_end, sign_of_life
-from console.domain.validation import (
-    BAD_CHARS,
-    MAX_COUNTER,
-    MAX_TEXT_CHARS,
-    RESERVED_EVENT_IDS,
-    STATUSES,
-    CommitAssociation,
-    EventId,
-    Identifier,
-    JSONValue,
-    RunFields,
-    Status,
-    Timestamp,
-    error_details,
-    json_document,
-    plain_timestamp,
-)
 from console.store import rollups
 from console.store.models import COUNTERS, run_events
 from console.store.runstore import (
@@ -51,96 +38,11 @@ from console.store.runstore import (
     write_runs,
 )
 
-SPOOL_VERSION = 1
-KINDS = ("run_started", "run_updated", "run_ended", "event", "commit", "heartbeat")
-RUN_KINDS = ("run_started", "run_updated", "run_ended")
+log = logging.getLogger("console.ingest")
+
 # Applied in this order when two lines of one run carry the same timestamp.
 _KIND_ORDER = {"run_started": 0, "run_updated": 1, "heartbeat": 2, "event": 2, "commit": 3, "run_ended": 4}
 _ZERO_DEFAULTS = {**dict.fromkeys(COUNTERS, 0), "duration_ms": 0, "api_posted": 0, "api_retry_count": 0}
-
-
-class SpoolLine(BaseModel):
-    """The envelope of one spool line (its `data` is checked per kind)."""
-
-    v: int
-    id: Identifier
-    kind: str
-    ts: Timestamp
-    event_id: EventId
-    run_id: Identifier
-    agent_name: Identifier
-    job_type: Identifier
-    start_time: Timestamp
-    data: Optional[dict[str, Any]] = None
-
-    @field_validator("v")
-    @classmethod
-    def _known_version(cls, value: int) -> int:
-        if value > SPOOL_VERSION or value < 1:
-            raise ValueError(f"spool line version {value} is not supported (this console reads v{SPOOL_VERSION})")
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value not in KINDS:
-            raise ValueError(f"unknown kind {value[:40]!r}; expected one of {', '.join(KINDS)}")
-        return value
-
-
-class RunData(RunFields):
-    """`data` of run_started / run_updated / run_ended."""
-
-    status: Optional[Status] = None
-    created_at: Optional[Timestamp] = None
-
-
-class EventData(BaseModel):
-    """`data` of an event line."""
-
-    event_type: Identifier
-    payload: JSONValue = None
-
-
-class HeartbeatData(BaseModel):
-    """`data` of a heartbeat line: nothing."""
-
-
-_DATA_MODELS = {
-    "run_started": RunData,
-    "run_updated": RunData,
-    "run_ended": RunData,
-    "event": EventData,
-    "commit": CommitAssociation,
-    "heartbeat": HeartbeatData,
-}
-
-
-@dataclass(slots=True)
-class Envelope:
-    """A validated envelope: SpoolLine's fields, in a plain object (a tenth of a model's cost to make)."""
-
-    id: str
-    kind: str
-    ts: datetime
-    event_id: str
-    run_id: str
-    agent_name: str
-    job_type: str
-    start_time: datetime
-    data: Optional[dict[str, Any]]
-
-    @classmethod
-    def of(cls, model: SpoolLine) -> Envelope:
-        return cls(model.id, model.kind, model.ts, model.event_id, model.run_id, model.agent_name,
-                   model.job_type, model.start_time, model.data)
-
-
-@dataclass
-class Line:
-    index: int
-    envelope: Envelope
-    data: dict[str, Any]  # the fields the line's data gave, validated (what model_fields_set names)
 
 
 @dataclass
@@ -151,114 +53,6 @@ class IngestResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
-
-
-_IDENTIFIERS = ("id", "event_id", "run_id", "agent_name", "job_type")
-
-
-def well_formed_envelope(item: dict[str, Any]) -> Optional[Envelope]:
-    """The envelope of an ordinary line, checked by hand; None sends it to SpoolLine's validation.
-
-    Accepts only what SpoolLine accepts, with the values SpoolLine would produce;
-    anything unusual, invalid or not, takes the model, which also words the errors.
-    """
-    kind = item.get("kind")
-    if type(item.get("v")) is not int or item["v"] != SPOOL_VERSION or type(kind) is not str or kind not in KINDS:
-        return None
-    for key in _IDENTIFIERS:
-        value = item.get(key)
-        if type(value) is not str or not value or len(value) > MAX_TEXT_CHARS or BAD_CHARS.search(value):
-            return None
-    if item["event_id"] in RESERVED_EVENT_IDS:
-        return None
-    data = item.get("data")
-    ts, start_time = plain_timestamp(item.get("ts")), plain_timestamp(item.get("start_time"))
-    if ts is None or start_time is None or (data is not None and type(data) is not dict):
-        return None
-    return Envelope(
-        item["id"], kind, ts, item["event_id"], item["run_id"], item["agent_name"], item["job_type"], start_time, data
-    )
-
-
-def _fields_declared_as(model: type[BaseModel], annotation: str) -> frozenset[str]:
-    """The fields of `model` declared with this annotation (as written: the modules use
-    postponed annotations), so that the hand check follows the model's declarations."""
-    declared: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        declared.update(cls.__dict__.get("__annotations__", {}))
-    return frozenset(name for name, written in declared.items() if written == annotation)
-
-
-_TEXT_FIELDS = _fields_declared_as(RunData, "Optional[Text]")
-_COUNTER_FIELDS = _fields_declared_as(RunData, "Counter")
-_TIME_FIELDS = _fields_declared_as(RunData, "Optional[Timestamp]")
-_JSON_FIELDS = _fields_declared_as(RunData, "JSONValue")
-_RUN_DATA_FIELDS = frozenset(RunData.model_fields)
-
-
-def well_formed_run_data(envelope: Envelope) -> Optional[dict[str, Any]]:
-    """The given fields of a run line's data, checked by hand; None sends it to RunData's validation.
-
-    As with the envelope: only what RunData accepts, with the values it would produce.
-    """
-    if envelope.kind not in RUN_KINDS:
-        return None
-    given: dict[str, Any] = {}
-    for name, value in (envelope.data or {}).items():
-        if name in _TEXT_FIELDS:
-            if value is not None and (
-                type(value) is not str or len(value) > MAX_TEXT_CHARS or BAD_CHARS.search(value)
-            ):
-                return None
-        elif name in _COUNTER_FIELDS:
-            if value is None:
-                value = 0
-            elif type(value) is not int or not 0 <= value <= MAX_COUNTER:
-                return None
-        elif name in _TIME_FIELDS:
-            if value is not None:
-                value = plain_timestamp(value)
-                if value is None:
-                    return None
-        elif name == "status":
-            if value is not None and (type(value) is not str or value not in STATUSES):
-                return None
-        elif name in _JSON_FIELDS:
-            try:
-                value = json_document(value)
-            except (ValueError, RecursionError):
-                return None
-        elif name in _RUN_DATA_FIELDS:
-            return None  # rarer fields: the model
-        else:
-            continue  # unknown fields are ignored, as the model does
-        given[name] = value
-    return given
-
-
-def _given(model: BaseModel) -> dict[str, Any]:
-    return {name: getattr(model, name) for name in model.model_fields_set}
-
-
-def parse_lines(document: Sequence[Any]) -> tuple[list[Line], list[dict[str, Any]]]:
-    """Validate every line; returns (good lines, rejections). Never raises for a line."""
-    good: list[Line] = []
-    rejected: list[dict[str, Any]] = []
-    for index, item in enumerate(document):
-        line_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
-        if not isinstance(item, dict):
-            rejected.append({"index": index, "id": None, "detail": "a spool line must be a JSON object"})
-            continue
-        try:
-            envelope = well_formed_envelope(item) or Envelope.of(SpoolLine.model_validate(item))
-            data = well_formed_run_data(envelope)
-            if data is None:
-                data = _given(_DATA_MODELS[envelope.kind].model_validate(envelope.data or {}))
-        except ValidationError as exc:
-            rejected.append({"index": index, "id": line_id, "detail": error_details(exc, prefix=())})
-            continue
-        good.append(Line(index, envelope, data))
-    return good, rejected
 
 
 @dataclass
@@ -286,9 +80,29 @@ class Prepared:
 def prepare(
     parsed: tuple[list[Line], list[dict[str, Any]]], *, dialect: str, now: Optional[datetime] = None
 ) -> Prepared:
-    """Fold a parsed batch per run, assuming new runs and new lines."""
+    """Fold a parsed batch per run, assuming new runs and new lines.
+
+    A line that cannot be folded (an unexpected error) is rejected; the others are kept.
+    """
     now = now or utcnow()
     lines, rejected = parsed
+    try:
+        return _fold(lines, rejected, dialect, now)
+    except Exception:  # noqa: BLE001 - find the line at fault below
+        log.exception("ingest: a batch of %d lines could not be prepared; preparing them one by one", len(lines))
+    good: list[Line] = []
+    rejected = list(rejected)
+    for line in lines:
+        try:
+            _fold([line], [], dialect, now)
+        except Exception:  # noqa: BLE001 - that line's fault only
+            rejected.append(_rejection(line, "the console could not prepare this line"))
+        else:
+            good.append(line)
+    return _fold(good, rejected, dialect, now)
+
+
+def _fold(lines: list[Line], rejected: list[dict[str, Any]], dialect: str, now: datetime) -> Prepared:
     first: dict[str, Line] = {}
     for line in lines:
         first.setdefault(line.envelope.id, line)
@@ -299,7 +113,7 @@ def prepare(
     events: dict[str, list[dict[str, Any]]] = {}
     delta = rollups.Delta()
     for event_id, run_lines in by_run.items():
-        run_lines.sort(key=lambda item: (item.envelope.ts, _KIND_ORDER[item.envelope.kind]))
+        run_lines.sort(key=_in_order)
         row = new_row(run_lines[0].envelope, now)
         run_events_: list[dict[str, Any]] = []
         for line in run_lines:
@@ -324,6 +138,14 @@ def prepare(
     )
 
 
+def _in_order(line: Line) -> tuple[datetime, int]:
+    return line.envelope.ts, _KIND_ORDER[line.envelope.kind]
+
+
+def _rejection(line: Line, detail: str) -> dict[str, Any]:
+    return {"index": line.index, "id": line.envelope.id, "detail": detail}
+
+
 def ingest(
     session: Session,
     document: Optional[Sequence[Any]] = None,
@@ -336,20 +158,84 @@ def ingest(
 
     The API passes `prepared=prepare(parse_lines(document), ...)`, made before the
     transaction starts: validation and folding need not hold the write lock.
+
+    The batch is applied under a savepoint. When the database refuses it for
+    something one line holds (a value, a constraint), it is applied again line by
+    line, each under its own savepoint: the line the database refuses is rejected
+    and the others are applied. A fault of the database itself (unreachable, locked,
+    full, read-only) is raised: the whole request fails, to be retried.
     """
     if prepared is None:
         if parsed is None:
             parsed = parse_lines(document or [])
         prepared = prepare(parsed, dialect=session.get_bind().dialect.name, now=now)
-    result = IngestResult(rejected=list(prepared.rejected))
+    result = IngestResult(rejected=list(prepared.rejected), duplicates=prepared.in_batch_duplicates)
+    try:
+        with _savepoint(session):
+            accepted, duplicates = _apply_batch(session, prepared)
+    except Exception as exc:
+        if not _refused_for_a_line(exc):
+            raise
+        log.warning("ingest: the database refused a batch of %d lines (%s); applying them one by one",
+                    len(prepared.lines), _reason(exc))
+        accepted, duplicates = _apply_one_by_one(session, prepared, result.rejected)
+    result.accepted += accepted
+    result.duplicates += duplicates
+    result.rejected.sort(key=lambda item: item["index"])
+    _count(session, result)
+    return result
+
+
+@contextlib.contextmanager
+def _savepoint(session: Session) -> Iterator[None]:
+    with session.begin_nested():
+        session.connection()  # SAVEPOINT now: the lean paths write through the driver's cursor
+        yield
+
+
+def _apply_batch(session: Session, prepared: Prepared) -> tuple[int, int]:
+    """Claim and apply the prepared lines; returns (accepted, duplicates)."""
     with rollups.own_writes(session):
         claimed, duplicates = _claim(session, prepared.lines, prepared.now)
-        result.duplicates = duplicates + prepared.in_batch_duplicates
-        result.accepted = len(claimed)
         if claimed:
             _apply(session, prepared, claimed)
-        _count(session, result)
-    return result
+    return len(claimed), duplicates
+
+
+def _apply_one_by_one(session: Session, prepared: Prepared, rejected: list[dict[str, Any]]) -> tuple[int, int]:
+    """Each line under its own savepoint, in the order of their timestamps; a refused one is rejected."""
+    accepted = duplicates = 0
+    for line in sorted(prepared.lines, key=_in_order):
+        try:
+            alone = _fold([line], [], prepared.dialect, prepared.now)
+            with _savepoint(session):
+                one_accepted, one_duplicate = _apply_batch(session, alone)
+        except Exception as exc:
+            if not _refused_for_a_line(exc):
+                raise
+            rejected.append(_rejection(line, f"the database refused this line: {_reason(exc)}"))
+            continue
+        accepted += one_accepted
+        duplicates += one_duplicate
+    return accepted, duplicates
+
+
+def _refused_for_a_line(exc: BaseException) -> bool:
+    """False for a fault of the database or the connection, which no line causes or cures."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        if isinstance(exc, (OperationalError, InterfaceError, InternalError)):
+            return False
+        exc = exc.orig
+    return not isinstance(exc, (sqlite3.OperationalError, sqlite3.InterfaceError, sqlite3.InternalError))
+
+
+def _reason(exc: BaseException) -> str:
+    """What the database said, in one short line: never the statement or its parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    words = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {words[0][:200] if words else 'no message'}"
 
 
 def _claim(session: Session, lines: list[Line], now: datetime) -> tuple[set[str], int]:

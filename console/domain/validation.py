@@ -1,19 +1,27 @@
 """Request models, status aliases and the shape of validation errors.
 
 Every body is checked here, before anything touches the database: a bad status or a
-negative counter is a 422 with one item per bad field, never a database error.
+negative counter is a 422 with one item per bad field, never a database error. The
+bounded checks of hostile values (depth, numbers, keys, NUL) are console/domain/bounded_json.py.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from console.core.timeutil import parse_timestamp
+from console.domain.bounded_json import (
+    MAX_JSON_DEPTH,
+    TooDeep,
+    Unstorable,
+    check_text,
+    json_field,
+    loads,
+    nested_deeper_than,
+)
 
 STATUSES = ("running", "success", "failure", "partial", "timeout", "cancelled")
 STATUS_ALIASES = {"failed": "failure", "completed": "success", "succeeded": "success", "canceled": "cancelled"}
@@ -21,10 +29,6 @@ COMMIT_SOURCES = ("manual", "llm", "ci")
 
 # A text field longer than this is refused (422), never cut (docs/api.md "Limits").
 MAX_TEXT_CHARS = 1_000_000
-# JSON nested deeper than this (the whole body) is refused.
-MAX_JSON_DEPTH = 64
-
-BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 class BodyError(ValueError):
@@ -39,39 +43,8 @@ def normalise_status(value: Any) -> Any:
     return value
 
 
-def clean_text(value: str) -> str:
-    """Refuse NUL characters and lone surrogates (422), which no database stores faithfully."""
-    if BAD_CHARS.search(value):
-        raise ValueError("text must not contain NUL characters or lone surrogates")
-    return value
-
-
-_clean_text = clean_text
-
-
-def _check_json_value(value: Any, depth: int = 0) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, str):
-        _clean_text(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _clean_text(key)
-            _check_json_value(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json_value(item, depth + 1)
-
-
-def json_document(value: Any) -> Any:
-    """Accept any JSON value; a string holding JSON (older clients) is parsed."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass  # plain text stays a JSON string
-    _check_json_value(value, depth=3)
-    return value
+clean_text = check_text
+json_document = json_field
 
 
 # Years outside this range do not survive the fixed text form (which sorts as text).
@@ -133,8 +106,8 @@ def _null_is_zero(value: Any) -> Any:
     return 0 if value is None else value
 
 
-Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_clean_text)]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_clean_text)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(clean_text)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(clean_text)]
 
 # Path words under /api/v1/runs/ that a GET would answer as a route, not as a run.
 RESERVED_EVENT_IDS = frozenset({"stale"})
@@ -239,42 +212,32 @@ class RunUpdate(_Model):
 class CommitAssociation(_Model):
     """POST /api/v1/runs/{event_id}/associate-commit."""
 
-    commit_hash: Annotated[str, Field(min_length=7, max_length=40), AfterValidator(_clean_text)]
+    commit_hash: Annotated[str, Field(min_length=7, max_length=40), AfterValidator(clean_text)]
     commit_source: CommitSource
     commit_author: Optional[Text] = None
     commit_timestamp: ShownTimestamp = None
 
 
 def parse_json_body(raw: bytes) -> Any:
-    """Decode a request body; BodyError when it is not JSON, ValueError when too deep."""
+    """Decode a request body; BodyError when it is not JSON, ValueError when too deep.
+
+    Numbers that no field stores come back as `Unstorable` (bounded_json.loads), so
+    that only the record holding one is refused; so does an item of a top-level array
+    nested too deep. Past the parser's own recursion limit the body is refused whole.
+    """
     try:
-        document = json.loads(raw)
-    except RecursionError:
-        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        document = loads(raw)
+    except TooDeep as exc:
+        raise ValueError(str(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise BodyError(f"request body is not valid JSON: {exc}") from None
-    if _nested_deeper_than(document, MAX_JSON_DEPTH):
+    if type(document) is list:
+        # A batch: an item nested too deep is refused alone (the others are judged).
+        too_deep = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        return [Unstorable(too_deep) if nested_deeper_than(item, MAX_JSON_DEPTH - 1) else item for item in document]
+    if nested_deeper_than(document, MAX_JSON_DEPTH):
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return document
-
-
-def _nested_deeper_than(document: Any, limit: int) -> bool:
-    """True when containers nest more than `limit` levels (a scalar is level 0).
-
-    Walks containers only, without recursion: about 1 ms for a 500-line ingest batch.
-    """
-    if type(document) is not dict and type(document) is not list:
-        return False
-    stack = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in node.values() if type(node) is dict else node:
-            kind = type(child)
-            if kind is dict or kind is list:
-                stack.append((child, depth + 1))
-    return False
 
 
 def error_details(exc: ValidationError, prefix: tuple = ("body",)) -> list[dict]:

@@ -22,7 +22,8 @@ def storage_facts(app: Flask) -> dict[str, Any]:
     # db.read(), never a cheerful "ok".
     with db.read() as session:
         if db.dialect == "sqlite":
-            facts["journal_mode"] = session.execute(text("PRAGMA journal_mode")).scalar()
+            # Upper case, as configured (DELETE, WAL): monitors compare these strings.
+            facts["journal_mode"] = str(session.execute(text("PRAGMA journal_mode")).scalar()).upper()
             level = session.execute(text("PRAGMA synchronous")).scalar()
             facts["synchronous"] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(level, str(level))
         has_version_table = session.connection().dialect.has_table(session.connection(), "alembic_version")

@@ -1,4 +1,4 @@
-"""Per-request plumbing: request ids, body size limit, security headers."""
+"""Per-request plumbing: request ids, body size limit, NUL in URLs and forms, security headers."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from flask import Flask, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.core.logs import current_request_id
+from console.domain.bounded_json import BAD_CHARS
 from console.http.errors import error_response, wants_json
 
 # How much of an oversized body we read and throw away before answering 413, so
 # that the client (which is still sending) receives the answer instead of a reset.
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def init_app(app: Flask) -> None:
@@ -49,6 +51,18 @@ def init_app(app: Flask) -> None:
             response = _refusal(413, f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes")
             response.headers["Connection"] = "close"
             return response
+        return None
+
+    @app.before_request
+    def refuse_nul_in_form():
+        # The pages' forms, as the URL above: a NUL in any field would reach the database
+        # (a 500 on PostgreSQL, stored on SQLite). Checked after the size limit. The API
+        # reads JSON only (a form is its 415): its body is left unread here.
+        if request.mimetype not in FORM_TYPES or wants_json():
+            return None
+        for key, values in request.form.lists():
+            if BAD_CHARS.search(key) or any(BAD_CHARS.search(value) for value in values):
+                return _refusal(400, "a form field contains a NUL character, which no stored value can contain")
         return None
 
     @app.after_request

@@ -100,6 +100,44 @@ def write_next_runs(session: Session, next_runs: dict[str, datetime | None], lea
             session.execute(job_state.insert().values(job=job, **values))
 
 
+# The job_state row that holds the leader's lease (not a job): its `leader` and `updated_at`
+# say who leads and when it last said so. Any host reads it to tell whether a request
+# for a run will be picked up.
+LEASE_ROW = "(leader lease)"
+
+
+def renew_lease(session: Session, leader: str, now: datetime | None = None) -> None:
+    """The leader says it is alive (every lease/3 seconds)."""
+    now = now or utcnow()
+    updated = session.execute(
+        job_state.update().where(job_state.c.job == LEASE_ROW).values(leader=leader, updated_at=now)
+    ).rowcount
+    if not updated:
+        session.execute(job_state.insert().values(job=LEASE_ROW, leader=leader, updated_at=now))
+
+
+def live_leader(session: Session, lease_seconds: float, now: datetime | None = None) -> str | None:
+    """The leader (host:pid) that renewed its lease within `lease_seconds`, or None: then no
+    scheduler runs anywhere, and nothing picks up a "run now" request."""
+    row = session.execute(
+        sa.select(job_state.c.leader, job_state.c.updated_at).where(job_state.c.job == LEASE_ROW)
+    ).first()
+    if row is None or row.updated_at is None:
+        return None
+    if row.updated_at < (now or utcnow()) - timedelta(seconds=lease_seconds):
+        return None
+    return row.leader
+
+
+def unattended(job: str, lease_seconds: float) -> str:
+    """What to tell whoever asked for a run of `job` when no scheduler runs anywhere."""
+    return (
+        f"no scheduler is running (no leader has renewed its lease in the last {lease_seconds:g} s), "
+        f"so nothing will pick up the request for {job}: run it by hand with `python -m console jobs run {job}`, "
+        "or start a console with TELEMETRY_SCHEDULER_ENABLED=true"
+    )
+
+
 def request_run(session: Session, job: str, requested_by: str = "operator", now: datetime | None = None) -> None:
     """Ask the leader to run `job` now (it looks every second or so)."""
     now = now or utcnow()
@@ -142,7 +180,7 @@ def recent_runs(session: Session, job: str | None = None, limit: int = 50) -> li
 
 def list_jobs(session: Session, jobs: list[str]) -> list[dict[str, Any]]:
     """Each job with its next run, last run and last outcome, for the Jobs page and `jobs list`."""
-    state = {row.job: row for row in session.execute(sa.select(job_state))}
+    state = {row.job: row for row in session.execute(sa.select(job_state).where(job_state.c.job != LEASE_ROW))}
     out = []
     for job in sorted(set(jobs) | set(state)):
         last = session.execute(

@@ -3,7 +3,9 @@
 Every worker started by `serve` builds a paused BackgroundScheduler and an elector
 thread. The elector tries the leader lock every lease/3 seconds; the one that holds
 it resumes its scheduler, writes each job's next run time to `job_state` and picks
-up "run now" requests about once a second. Each firing is claimed by inserting
+up "run now" requests about once a second. It renews its lease in `job_state` every
+lease/3 seconds, so that any host can tell when no scheduler runs anywhere
+(history.live_leader) and say so to whoever asks for a run. Each firing is claimed by inserting
 (job, scheduled_for) under a unique key before it runs (history.claim_firing), so a
 leader change never runs a period twice. Interval schedules are aligned to a fixed
 epoch, so every process computes the same `scheduled_for` for a period.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -145,6 +148,7 @@ class JobScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._written: dict[str, datetime | None] | None = None
+        self._renewed_at = 0.0  # time.monotonic() of the last renewal of the lease
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ClaimingExecutor(max_workers=4)},
@@ -206,6 +210,7 @@ class JobScheduler:
             log.exception("could not mark abandoned job runs")
         self.is_leader = True
         self._written = None
+        self._renewed_at = 0.0
         self.scheduler.resume()
         self._leader_tick()
 
@@ -215,6 +220,9 @@ class JobScheduler:
         self.scheduler.pause()
 
     def _leader_tick(self) -> None:
+        if time.monotonic() - self._renewed_at >= self.settings.scheduler_lease_seconds / 3:
+            self.db.write(lambda s: history.renew_lease(s, history.runner_name()))
+            self._renewed_at = time.monotonic()
         next_runs = {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
         if next_runs != self._written:
             self.db.write(lambda s: history.write_next_runs(s, next_runs, history.runner_name()))

@@ -23,9 +23,10 @@ def jobs_context() -> dict:
     with _db().read() as session:
         jobs = history.list_jobs(session, list(schedules))
         recent = history.recent_runs(session, limit=25)
+        leader = history.live_leader(session, settings.scheduler_lease_seconds)
     for job in jobs:
         job["schedule"] = schedules.get(job["job"])
-    return {"jobs": jobs, "recent": recent}
+    return {"jobs": jobs, "recent": recent, "leader": leader, "lease_seconds": settings.scheduler_lease_seconds}
 
 
 @web_bp.get("/jobs", endpoint="jobs")
@@ -36,7 +37,8 @@ def jobs_page():
 
 @web_bp.post("/jobs/<name>/run", endpoint="jobs_run_now")
 def jobs_run_now(name: str):
-    """Record a "run now" request; the leader picks it up within a second or two."""
+    """Record a "run now" request; the leader picks it up within a second or two (the answer
+    says so when no scheduler runs anywhere)."""
     if name not in ALL_JOBS:
         abort(404)
     actor = f"operator:{web_auth.current_user() or 'console'}"
@@ -46,7 +48,11 @@ def jobs_run_now(name: str):
         audit.record(session, actor, "run_job", detail=name)
 
     _db().write(request)
+    context = jobs_context()
     if wants_partial():
-        return render("jobs.html", "_jobs.html", requested=name, **jobs_context())
-    flash(f"{name} will run within a few seconds.", "ok")
+        return render("jobs.html", "_jobs.html", requested=name, **context)
+    if context["leader"]:
+        flash(f"{name} will run within a few seconds.", "ok")
+    else:
+        flash(f"{name} was requested, but {history.unattended(name, context['lease_seconds'])}.", "error")
     return redirect(url_for("web.jobs"), 303)

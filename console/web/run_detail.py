@@ -11,7 +11,7 @@ from console.domain import runs, stale
 from console.domain.errors import NotFound
 from console.domain.records import INTERNAL_COLUMNS, run_to_dict
 from console.domain.validation import COMMIT_SOURCES, CommitAssociation, RunUpdate
-from console.jobs import export
+from console.jobs import export, history
 from console.web import auth as web_auth
 from console.web import queries as web_queries
 from console.web import web_bp
@@ -120,6 +120,12 @@ def run_link_commit(event_id: str):
     return render("run.html", "_commit.html", status, **context)
 
 
+def _export_runs() -> bool:
+    """True while a scheduler leader is alive somewhere (it runs the export job)."""
+    with _db().read() as session:
+        return history.live_leader(session, current_app.config["SETTINGS"].scheduler_lease_seconds) is not None
+
+
 @web_bp.post("/runs/<event_id>/export/retry")
 def run_retry_export(event_id: str):
     """Make a rejected or given-up export pending again (the export job sends it)."""
@@ -130,7 +136,13 @@ def run_retry_export(event_id: str):
         return export.retry_export(session, event_id, destination)
 
     count = _db().write(work)
-    flash("Export queued again." if count else "Nothing to retry.", "ok" if count else "error")
+    if not count:
+        flash("Nothing to retry.", "error")
+    elif _export_runs():
+        flash("Export queued again.", "ok")
+    else:
+        lease = current_app.config["SETTINGS"].scheduler_lease_seconds
+        flash(f"Export queued again, but {history.unattended('export', lease)}.", "error")
     return redirect(url_for("web.run_detail", event_id=event_id), 303)
 
 

@@ -1,5 +1,7 @@
 """/health and /version on both backends."""
 
+import pytest
+
 
 def test_health_reports_storage_facts(client, backend):
     body = client.get("/health").get_json()
@@ -8,8 +10,15 @@ def test_health_reports_storage_facts(client, backend):
     assert body["database"] == backend
     assert body["schema_revision"]
     if backend == "sqlite":
-        assert body["journal_mode"] == "delete"
+        assert body["journal_mode"] == "DELETE"
         assert body["synchronous"] == "FULL"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_health_names_the_journal_mode_and_synchronous_in_upper_case_as_configured(make_app):
+    app = make_app(TELEMETRY_DB_JOURNAL_MODE="WAL", TELEMETRY_DB_SYNCHRONOUS="NORMAL")
+    body = app.test_client().get("/health").get_json()
+    assert (body["journal_mode"], body["synchronous"]) == ("WAL", "NORMAL")
 
 
 def test_version_names_api_app_and_schema(client):

@@ -165,7 +165,8 @@ def test_a_retried_transaction_applies_a_prepared_batch_once(db):
 
     from sqlalchemy.exc import OperationalError
 
-    from console.domain.ingest import ingest, parse_lines, prepare
+    from console.domain.ingest import ingest, prepare
+    from console.domain.spool_lines import parse_lines
 
     lines = [
         line("run_started", "2026-01-12T10:00:00Z"),
@@ -205,7 +206,8 @@ def test_a_batch_mixing_new_stored_and_seen_lines(client, db):
 def test_concurrent_replays_of_one_batch_apply_each_line_once(db):
     import threading
 
-    from console.domain.ingest import ingest, parse_lines, prepare
+    from console.domain.ingest import ingest, prepare
+    from console.domain.spool_lines import parse_lines
 
     lines = []
     for i in range(40):

@@ -87,3 +87,20 @@ def test_bad_setting_stops_a_command_with_one_line_and_no_traceback(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "TELEMETRY_API_PORT='eighty'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_with_base_dir_and_db_path_both_set_backups_and_the_secret_key_go_under_the_base_dir(tmp_path):
+    """docs/operations.md: `{base}/backups/`; the base directory wins when it is set."""
+    base, db_file = tmp_path / "base", tmp_path / "elsewhere" / "telemetry.sqlite"
+    env = {**os.environ, "TELEMETRY_BASE_DIR": str(base), "TELEMETRY_DB_PATH": str(db_file)}
+    env.pop("TELEMETRY_SECRET_KEY", None)
+    env.pop("TELEMETRY_DATABASE_URL", None)
+    for command in (["db", "upgrade"], ["backup"]):
+        out = subprocess.run([sys.executable, "-m", "console", *command], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, (command, out.stderr)
+    assert [p.parent for p in (base / "backups").glob("telemetry-*.sqlite")] == [base / "backups"]
+    assert not (db_file.parent / "backups").exists()
+    settings = load_settings({"TELEMETRY_BASE_DIR": str(base), "TELEMETRY_DB_PATH": str(db_file)})
+    settings.secret_key()
+    assert (base / "secret_key").exists() and not (db_file.parent / "secret_key").exists()

@@ -25,7 +25,7 @@ from console.app import create_app
 from console.core.settings import load_settings
 from console.core.timeutil import UTC_FORMAT, format_utc, parse_timestamp
 from console.domain import links
-from console.domain.ingest import (
+from console.domain.spool_lines import (
     KINDS,
     Envelope,
     RunData,

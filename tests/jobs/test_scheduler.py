@@ -86,7 +86,7 @@ def test_in_one_process_two_schedulers_run_each_period_once_and_run_now_is_picke
             time.sleep(0.1)
         assert len(manual) == 1
         with db.read() as session:
-            state = session.execute(sa.select(job_state)).mappings().one()
+            state = session.execute(sa.select(job_state).where(job_state.c.job == "backup")).mappings().one()
             scheduled = session.execute(sa.select(job_runs.c.scheduled_for).where(
                 job_runs.c.trigger == "schedule").order_by(job_runs.c.scheduled_for)).scalars().all()
         assert state["next_run_at"] is not None and state["leader"]
