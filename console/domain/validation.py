@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from console.core.timeutil import parse_timestamp
+from console.store.search import MIN_QUERY_CHARS
 
 STATUSES = ("running", "success", "failure", "partial", "timeout", "cancelled")
 STATUS_ALIASES = {"failed": "failure", "completed": "success", "succeeded": "success", "canceled": "cancelled"}
@@ -23,6 +24,14 @@ COMMIT_SOURCES = ("manual", "llm", "ci")
 MAX_TEXT_CHARS = 1_000_000
 # JSON nested deeper than this (the whole body) is refused.
 MAX_JSON_DEPTH = 64
+
+# GET /api/v1/runs: an offset makes the database skip that many rows, so it is capped;
+# deeper pages follow the keyset cursor, which costs the same at any depth.
+MAX_OFFSET = 1_000_000
+OFFSET_TOO_DEEP = (f"offset is at most {MAX_OFFSET:,}: page deeper with cursor "
+                   '(follow the Link rel="next" header of each answer)')
+SHORT_Q = (f"q needs at least {MIN_QUERY_CHARS} characters: the search index (trigrams) cannot "
+           "find a shorter substring without reading every run")
 
 BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
@@ -47,6 +56,20 @@ def clean_text(value: str) -> str:
 
 
 _clean_text = clean_text
+
+
+def bounded_offset(value: int) -> int:
+    """An offset the database can skip cheaply (422 beyond MAX_OFFSET)."""
+    if value > MAX_OFFSET:
+        raise ValueError(OFFSET_TOO_DEEP)
+    return value
+
+
+def searchable_q(value: str) -> str:
+    """A `q` the search index can answer (422 when shorter than MIN_QUERY_CHARS)."""
+    if len(value) < MIN_QUERY_CHARS:
+        raise ValueError(SHORT_Q)
+    return value
 
 
 def _check_json_value(value: Any, depth: int = 0) -> None:

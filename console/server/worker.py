@@ -15,6 +15,13 @@ gone from the network) would hold its thread for as long as the connection lives
 which for a vanished peer is forever: a handful of them stop the worker. After
 TELEMETRY_API_READ_TIMEOUT seconds without a byte its connection reads as closed.
 
+A request answered before its body was read whole (a 413 for a Content-Length over
+the limit, or a chunked body cut at the limit) ends its connection: gunicorn would
+otherwise read and discard the rest, however large, before the next request. The
+answer is sent at once; the connection then lingers a few seconds reading and
+throwing away what the client still sends (so that the client reads the answer
+instead of a reset), and closes.
+
 A request gunicorn cannot parse (a request line over 4,094 bytes, oversized headers,
 a malformed line) never reaches the app; gunicorn answers it itself, with an HTML
 page. Here that answer is JSON with a `detail`, like every other error of the API.
@@ -29,8 +36,10 @@ import select
 import socket
 import struct
 import threading
+import time
 
 from gunicorn import util as gunicorn_util
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import ThreadWorker
 
 from console.core.settings import load_settings
@@ -42,6 +51,12 @@ log = logging.getLogger("console.server.worker")
 WATCH_SECONDS = 0.005
 WATCH_SLICE_SECONDS = 0.001
 _WATCH_SLICES = round(WATCH_SECONDS / WATCH_SLICE_SECONDS)
+
+# Closing a connection after an answer that left the body unread: read and throw
+# away at most this much, for at most this long, stopping sooner after a silent gap.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_SECONDS = 5.0
+LINGER_IDLE_SECONDS = 0.5
 
 
 class ConsoleThreadWorker(ThreadWorker):
@@ -65,6 +80,13 @@ class ConsoleThreadWorker(ThreadWorker):
             if not (keepalive and self.alive and (_buffered(conn) or self._next_request_arrives(conn))):
                 return keepalive, conn
 
+    def handle_request(self, req, conn):
+        keepalive = super().handle_request(req, conn)
+        if _body_left(req):
+            _linger(conn.sock)
+            return False
+        return keepalive
+
     def _next_request_arrives(self, conn) -> bool:
         """True once the connection is readable; False after WATCH_SECONDS, or at once when
         another connection waits for a thread."""
@@ -83,6 +105,41 @@ def _buffered(conn) -> bool:
     buffer = conn.parser.unreader.buf  # the parser exists: gthread made it before handing over
     buffer.seek(0, os.SEEK_END)  # where gunicorn's Unreader appends and reads from
     return buffer.tell() > 0
+
+
+def _body_left(req) -> bool:
+    """True when the app answered without reading the request's body to its end."""
+    reader = req.body.reader
+    if isinstance(reader, LengthReader):
+        return reader.length > 0
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is not None
+    return False
+
+
+def _linger(sock) -> None:
+    """Say the answer is complete (FIN), then throw away what the client still sends, within bounds."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    deadline = time.monotonic() + LINGER_SECONDS
+    remaining = LINGER_BYTES
+    while remaining > 0:
+        wait = min(LINGER_IDLE_SECONDS, deadline - time.monotonic())
+        if wait <= 0 or not poller.poll(wait * 1000):
+            return
+        try:
+            data = sock.recv(min(remaining, 1 << 20), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        remaining -= len(data)
 
 
 def _drop_when_silent(conn, seconds: int) -> None:
