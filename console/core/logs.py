@@ -30,3 +30,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # urllib3 logs each request's path at DEBUG; an export webhook's path is its secret.
+    logging.getLogger("urllib3").setLevel(logging.INFO)

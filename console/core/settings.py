@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 APP_NAME = "local-telemetry"
 
@@ -179,6 +180,10 @@ SECRET_ATTRIBUTES = frozenset(
     {"auth_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret", "google_sheets_token"}
 )
 
+# URLs whose path or query may be the secret (Slack, Discord, Apps Script webhooks):
+# shown as scheme and host only.
+SECRET_PATH_URL_ATTRIBUTES = frozenset({"export_webhook_urls", "google_sheets_url"})
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -305,6 +310,9 @@ class Settings:
             value = getattr(self, attr)
             if attr in SECRET_ATTRIBUTES:
                 value = "***" if value else ""
+            elif attr in SECRET_PATH_URL_ATTRIBUTES:
+                urls = value if isinstance(value, tuple) else (value,) if value else ()
+                value = ",".join(url_origin(url) + "/***" for url in urls)
             elif attr == "database_url_raw":
                 value = _mask_url(value)
             elif isinstance(value, tuple):
@@ -312,6 +320,18 @@ class Settings:
             out[name] = value
         out["(database)"] = _mask_url(self.database_url)
         return out
+
+
+def url_origin(url: str) -> str:
+    """scheme://host[:port] of a URL: no credentials, path, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a port that is not a number, a bracket left open
+        return "(unparsable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}" if port else f"{parts.scheme}://{host}"
 
 
 def _mask_url(url: str) -> str:
