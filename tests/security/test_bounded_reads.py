@@ -145,3 +145,11 @@ def test_a_chunked_body_is_cut_at_the_limit_with_a_413(console_server):
     with socket.create_connection(("127.0.0.1", console_server.port), timeout=30) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_answer(sock)[0] == 200
+
+
+def test_the_deferred_counts_say_why_a_filter_is_refused_as_a_page_and_a_partial(client):
+    for query in ("q=ab", "status=exploded"):
+        for headers in ({}, {"HX-Request": "true"}):
+            resp = client.get(f"/runs/counts?{query}", headers=headers)
+            assert resp.status_code == 400, (query, headers, resp.status_code)
+            assert 'class="error"' in resp.get_data(as_text=True)
