@@ -9,6 +9,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.http.errors import ApiError, error_response, wants_json
 
+# Directives that default-src does not cover: no <base> may re-point relative URLs,
+# forms post only here, and no plugin content.
+_LOCKED = "base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'"
+PAGE_POLICY = f"default-src 'self'; {_LOCKED}"
+DOCS_POLICY = f"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; {_LOCKED}"
+
 
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
@@ -44,10 +50,12 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.path.startswith("/docs"):
             # Swagger UI sets inline styles; only /docs gets this looser policy.
-            policy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+            policy = DOCS_POLICY
         else:
-            policy = "default-src 'self'; frame-ancestors 'none'"
+            policy = PAGE_POLICY
         response.headers.setdefault("Content-Security-Policy", policy)
+        # Links to other sites get no Referer: a page's URL holds its filters and ids.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
 
