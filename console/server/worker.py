@@ -16,7 +16,8 @@ which for a vanished peer is forever: a handful of them stop the worker. After
 TELEMETRY_API_READ_TIMEOUT seconds without a byte its connection reads as closed.
 
 A request answered before its body was read whole (a 413 for a Content-Length over
-the limit, or a chunked body cut at the limit) ends its connection: gunicorn would
+the limit, or a chunked body cut at the limit) ends its connection when more than
+64 KiB is left: gunicorn would
 otherwise read and discard the rest, however large, before the next request. The
 answer is sent at once; the connection then lingers a few seconds reading and
 throwing away what the client still sends (so that the client reads the answer
@@ -57,6 +58,9 @@ _WATCH_SLICES = round(WATCH_SECONDS / WATCH_SLICE_SECONDS)
 LINGER_BYTES = 64 * 1024 * 1024
 LINGER_SECONDS = 5.0
 LINGER_IDLE_SECONDS = 0.5
+# An unread body up to this size (a 401 to a small POST) is read and thrown away by
+# gunicorn as usual, and the connection kept.
+DISCARD_BYTES = 64 * 1024
 
 
 class ConsoleThreadWorker(ThreadWorker):
@@ -82,7 +86,7 @@ class ConsoleThreadWorker(ThreadWorker):
 
     def handle_request(self, req, conn):
         keepalive = super().handle_request(req, conn)
-        if _body_left(req):
+        if _too_much_body_left(req):
             _linger(conn.sock)
             return False
         return keepalive
@@ -107,11 +111,12 @@ def _buffered(conn) -> bool:
     return buffer.tell() > 0
 
 
-def _body_left(req) -> bool:
-    """True when the app answered without reading the request's body to its end."""
+def _too_much_body_left(req) -> bool:
+    """True when the app answered without reading the body, and more than DISCARD_BYTES
+    (or a chunked body of unknown size) is left."""
     reader = req.body.reader
     if isinstance(reader, LengthReader):
-        return reader.length > 0
+        return reader.length > DISCARD_BYTES
     if isinstance(reader, ChunkedReader):
         return reader.parser is not None
     return False

@@ -153,3 +153,14 @@ def test_the_deferred_counts_say_why_a_filter_is_refused_as_a_page_and_a_partial
             resp = client.get(f"/runs/counts?{query}", headers=headers)
             assert resp.status_code == 400, (query, headers, resp.status_code)
             assert 'class="error"' in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_small_unread_body_keeps_the_connection_alive(console_server):
+    with socket.create_connection(("127.0.0.1", console_server.port), timeout=30) as sock:  # hang guard
+        body = b"x" * 1000
+        sock.sendall(b"POST /api/v1/no-such-route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + body)
+        assert read_answer(sock)[0] == 404
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves the next request
+        assert read_answer(sock)[0] == 200
