@@ -24,15 +24,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TELEMETRY_API_PORT=8765
 
 WORKDIR /app
-COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.txt constraints.txt ./
+RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
 COPY console ./console
 COPY migrations ./migrations
 COPY sdk ./sdk
 COPY alembic.ini ./
 # The SDK too, so that `telemetry sync` / `telemetry status` work inside the container.
-RUN pip install --no-cache-dir ./sdk
+RUN pip install --no-cache-dir -c constraints.txt ./sdk
 
 RUN useradd --system --uid 10001 --home-dir /app telemetry \
  && mkdir -p /data \

@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt sdk/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt constraints-dev.txt sdk/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install -q --disable-pip-version-check -e sdk
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints-dev.txt -e sdk
 	@touch $(STAMP)
 
 run: install
@@ -51,7 +51,7 @@ screenshots: install chromium
 	$(PY) scripts/screenshots.py
 
 audit: install
-	$(PY) -m pip install -q pip-audit && $(PY) -m pip_audit -r requirements-dev.txt
+	$(PY) -m pip install -q pip-audit && $(PY) -m pip_audit -r constraints-dev.txt
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -16,6 +16,7 @@ from console.domain.events import BadCursor, RunNotFound, add_events, list_event
 from console.domain.validation import Identifier, JSONValue, Timestamp
 from console.http.context import get_db
 from console.http.errors import ApiError
+from console.http.middleware import read_body
 
 
 class EventsQuery(BaseModel):
@@ -124,7 +125,7 @@ def post_events(event_id: str, body: EventsIn):
 )
 def post_heartbeat(event_id: str):
     # The body is optional (`curl -X POST .../heartbeat` means "now"), so it is parsed here.
-    body = parse_body(HeartbeatIn) if request.get_data(cache=True).strip() else HeartbeatIn()
+    body = parse_body(HeartbeatIn) if read_body().strip() else HeartbeatIn()
     try:
         beat: datetime = get_db(current_app).write(lambda session: record_heartbeat(session, event_id, body.timestamp))
     except RunNotFound:

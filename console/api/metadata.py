@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from flask import current_app
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from console.api import api_bp
 from console.api.spec import route
@@ -36,6 +36,16 @@ class FieldValues(BaseModel):
     field: str
     values: list[str]
     count: int
+    truncated: bool
+
+
+class FieldValuesQuery(BaseModel):
+    """GET /api/v1/metadata/{field}: how many values at most."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(runs.METADATA_DEFAULT_LIMIT, ge=1, le=runs.METADATA_MAX_LIMIT,
+                       description="the first values in sorted order; `truncated` says more exist")
 
 
 class MetadataCache:
@@ -77,10 +87,10 @@ def _cache() -> MetadataCache:
     return cache
 
 
-def _distinct(field: str) -> Callable[[], list[str]]:
+def _distinct(field: str, limit: int = runs.METADATA_MAX_LIMIT) -> Callable[[], list[str]]:
     def compute() -> list[str]:
         with current_app.extensions["telemetry_db"].read() as session:
-            return runs.distinct_values(session, field)
+            return runs.distinct_values(session, field, limit)
 
     return compute
 
@@ -100,10 +110,14 @@ def metadata():
     }
 
 
-@route(api_bp, "/metadata/<field>", "GET", summary="Distinct values of one run field", tags=["metadata"],
-       responses={200: FieldValues}, operation_id="list_field_values")
-def metadata_field(field: str):
+@route(api_bp, "/metadata/<field>", "GET", summary="Distinct values of one run field, the first `limit` of them",
+       tags=["metadata"], query=FieldValuesQuery, responses={200: FieldValues},
+       operation_id="list_field_values")
+def metadata_field(field: str, query: FieldValuesQuery):
     if field not in runs.METADATA_FIELDS:
         raise NotFound(f"field {field!r} is not offered; use one of {', '.join(sorted(runs.METADATA_FIELDS))}")
-    values, _hit = _cache().get(field, _distinct(field))
-    return {"field": field, "values": values, "count": len(values)}
+    # One more than asked for tells whether the list was cut.
+    values, _hit = _cache().get(f"{field}:{query.limit}", _distinct(field, query.limit + 1))
+    truncated = len(values) > query.limit
+    values = values[:query.limit]
+    return {"field": field, "values": values, "count": len(values), "truncated": truncated}

@@ -23,7 +23,15 @@ from console.domain import group_commit, runs
 from console.domain.bounded_json import Unstorable
 from console.domain.errors import DomainError
 from console.domain.records import run_to_dict
-from console.domain.validation import CommitAssociation, RunCreate, RunUpdate, clean_text, error_details
+from console.domain.validation import (
+    CommitAssociation,
+    RunCreate,
+    RunUpdate,
+    bounded_offset,
+    clean_text,
+    error_details,
+    searchable_q,
+)
 from console.http import auth
 from console.http.errors import ApiError, error_response
 from console.store.writelock import queued_write
@@ -48,9 +56,11 @@ class RunListQuery(BaseModel):
     start_time_from: Optional[Filter] = Field(None, description="inclusive")
     start_time_to: Optional[Filter] = Field(None, description="inclusive")
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=2**62)
+    offset: Annotated[int, Field(ge=0, description="at most 1,000,000 (else 422: use cursor)"),
+                      AfterValidator(bounded_offset)] = 0
     cursor: Optional[Filter] = Field(None, description="opaque; from the Link rel=next header (offset is then unused)")
-    q: Optional[Filter] = Field(None, description="substring of run_id, event_id or error_summary")
+    q: Optional[Annotated[Filter, AfterValidator(searchable_q)]] = Field(
+        None, description="substring of run_id, event_id or error_summary; 3 characters or more (else 422)")
     parent_run_id: Optional[Filter] = None
     environment: Optional[Filter] = None
     host: Optional[Filter] = None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from console.domain.validation import BodyError, error_details, parse_json_body
 from console.http.errors import ApiError
+from console.http.middleware import read_body
 
 
 @dataclass
@@ -104,7 +105,7 @@ def read_json() -> Any:
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiError(415, "Content-Type must be application/json")
-    raw = request.get_data(cache=True)
+    raw = read_body()
     if not raw.strip():
         raise ApiError(400, "request body is empty; send a JSON document")
     try:

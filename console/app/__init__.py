@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from flask import Flask
 
+from console.core.files import restrict_umask
 from console.core.logs import configure_logging
 from console.core.settings import Settings, load_settings
 from console.store.db import Database
@@ -35,6 +36,7 @@ class Console(Flask):
 
 def create_app(settings: Optional[Settings] = None, test_config: Optional[dict[str, Any]] = None) -> Flask:
     """Build the console. No threads are started here (the scheduler is `serve`'s)."""
+    restrict_umask()  # also when a WSGI server other than `serve` loads wsgi.py
     settings = settings or load_settings()
     app = Console("console", root_path=str(PACKAGE_ROOT), static_folder="static", template_folder="templates")
     app.config.update(

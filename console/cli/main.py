@@ -14,6 +14,7 @@ from typing import Optional
 from console import __version__
 from console.cli import commands, jobs, rollups, users  # noqa: F401
 from console.cli.registry import COMMANDS
+from console.core.files import restrict_umask
 from console.core.logs import configure_logging
 from console.core.settings import SettingsError, load_settings
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    restrict_umask()  # before any file is made; gunicorn's workers inherit it
     parser = build_parser()
     options = parser.parse_args(argv)
     if not options.command:

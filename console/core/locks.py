@@ -14,10 +14,10 @@ from typing import IO
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` for the block, waiting for it."""
     try:  # a bare descriptor: the write lock is taken per transaction, a file object cost more
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:

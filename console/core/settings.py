@@ -235,6 +235,10 @@ SECRET_ATTRIBUTES = frozenset(
      "google_sheets_token", "export_otlp_headers"}
 )
 
+# URLs whose path or query may be the secret (Slack, Discord, Apps Script webhooks):
+# shown as scheme and host only.
+SECRET_PATH_URL_ATTRIBUTES = frozenset({"export_webhook_urls", "google_sheets_url"})
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -374,6 +378,9 @@ class Settings:
             value = getattr(self, attr)
             if attr in SECRET_ATTRIBUTES:
                 value = "***" if value else ""
+            elif attr in SECRET_PATH_URL_ATTRIBUTES:
+                urls = value if isinstance(value, tuple) else (value,) if value else ()
+                value = ",".join(url_origin(url) + "/***" for url in urls)
             elif attr == "database_url_raw":
                 value = _mask_url(value)
             elif isinstance(value, tuple):
@@ -425,6 +432,18 @@ def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
             raise SettingsError(f"{name} and {name}_FILE are both set: set only one of them")
         read[name] = _read_secret_file(f"{name}_FILE", path.strip())
     return {**env, **read} if read else env
+
+
+def url_origin(url: str) -> str:
+    """scheme://host[:port] of a URL: no credentials, path, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a port that is not a number, a bracket left open
+        return "(unparsable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}" if port else f"{parts.scheme}://{host}"
 
 
 def _mask_url(url: str) -> str:

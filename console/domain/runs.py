@@ -23,6 +23,9 @@ from console.core.timeutil import format_utc, parse_timestamp, utcnow
 from console.domain.errors import Invalid, NotFound
 from console.domain.records import run_values
 from console.domain.validation import (
+    MAX_OFFSET,
+    OFFSET_TOO_DEEP,
+    SHORT_Q,
     STATUSES,
     CommitAssociation,
     RunCreate,
@@ -259,6 +262,8 @@ def filter_conditions(session: Session, filters: RunFilters) -> list:
     if filters.start_time_to is not None:
         conditions.append(c.start_time <= parse_time_filter("start_time_to", filters.start_time_to))
     if filters.q:
+        if len(filters.q) < search.MIN_QUERY_CHARS:
+            raise Invalid(SHORT_Q)
         conditions.append(search.q_filter(session.get_bind().dialect.name, filters.q, session=session))
     return conditions
 
@@ -275,6 +280,8 @@ def list_runs(
 
     With a cursor the page starts after it (keyset) and `offset` is not used.
     """
+    if offset > MAX_OFFSET:
+        raise Invalid(OFFSET_TOO_DEEP)
     conditions = filter_conditions(session, filters)
     if cursor:
         created, row_id = decode_cursor(cursor)
@@ -356,6 +363,10 @@ def delete_run(session: Session, event_id: str, *, actor: str = "api", now: Opti
 
 # ---------------------------------------------------------------- metadata
 
+# How many distinct values GET /api/v1/metadata/{field} answers: by default, and at most.
+METADATA_DEFAULT_LIMIT = 1000
+METADATA_MAX_LIMIT = 10_000
+
 # Fields GET /api/v1/metadata/{field} offers, and whether an index leads with them
 # (then a loose index scan finds the distinct values without reading every row).
 METADATA_FIELDS = {
@@ -380,19 +391,20 @@ METADATA_FIELDS = {
 }
 
 
-def distinct_values(session: Session, field: str) -> list[str]:
-    """The distinct non-null values of a run column offered by metadata, sorted. NotFound."""
+def distinct_values(session: Session, field: str, limit: int = METADATA_MAX_LIMIT) -> list[str]:
+    """The first `limit` distinct non-null values of a run column offered by metadata, sorted. NotFound."""
     if field not in METADATA_FIELDS:
         raise NotFound(f"field {field!r} is not offered; use one of {', '.join(sorted(METADATA_FIELDS))}")
     if METADATA_FIELDS[field]:
-        # A loose index scan: one index probe per distinct value.
+        # A loose index scan: one index probe per distinct value, stopped by LIMIT.
         sql = text(
             f"WITH RECURSIVE v(x) AS (SELECT MIN({field}) FROM agent_runs "
             f"UNION ALL SELECT (SELECT MIN({field}) FROM agent_runs WHERE {field} > v.x) "
-            f"FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+            f"FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL LIMIT :n"
         )
-        values = session.execute(sql).scalars().all()
+        values = session.execute(sql, {"n": limit}).scalars().all()
     else:
         column = c[field]
-        values = session.execute(select(column).where(column.is_not(None)).distinct()).scalars().all()
+        query = select(column).where(column.is_not(None)).distinct().order_by(column).limit(limit)
+        values = session.execute(query).scalars().all()
     return sorted(values)

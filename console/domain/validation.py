@@ -22,6 +22,7 @@ from console.domain.bounded_json import (
     loads,
     nested_deeper_than,
 )
+from console.store.search import MIN_QUERY_CHARS
 
 STATUSES = ("running", "success", "failure", "partial", "timeout", "cancelled")
 STATUS_ALIASES = {"failed": "failure", "completed": "success", "succeeded": "success", "canceled": "cancelled"}
@@ -29,6 +30,13 @@ COMMIT_SOURCES = ("manual", "llm", "ci")
 
 # A text field longer than this is refused (422), never cut (docs/api.md "Limits").
 MAX_TEXT_CHARS = 1_000_000
+# GET /api/v1/runs: an offset makes the database skip that many rows, so it is capped;
+# deeper pages follow the keyset cursor, which costs the same at any depth.
+MAX_OFFSET = 1_000_000
+OFFSET_TOO_DEEP = (f"offset is at most {MAX_OFFSET:,}: page deeper with cursor "
+                   '(follow the Link rel="next" header of each answer)')
+SHORT_Q = (f"q needs at least {MIN_QUERY_CHARS} characters: the search index (trigrams) cannot "
+           "find a shorter substring without reading every run")
 
 
 class BodyError(ValueError):
@@ -45,6 +53,20 @@ def normalise_status(value: Any) -> Any:
 
 clean_text = check_text
 json_document = json_field
+
+
+def bounded_offset(value: int) -> int:
+    """An offset the database can skip cheaply (422 beyond MAX_OFFSET)."""
+    if value > MAX_OFFSET:
+        raise ValueError(OFFSET_TOO_DEEP)
+    return value
+
+
+def searchable_q(value: str) -> str:
+    """A `q` the search index can answer (422 when shorter than MIN_QUERY_CHARS)."""
+    if len(value) < MIN_QUERY_CHARS:
+        raise ValueError(SHORT_Q)
+    return value
 
 
 # Years outside this range do not survive the fixed text form (which sorts as text).

@@ -9,12 +9,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.core.logs import current_request_id
 from console.domain.bounded_json import BAD_CHARS
-from console.http.errors import error_response, wants_json
+from console.http.errors import ApiError, error_response, wants_json
 
-# How much of an oversized body we read and throw away before answering 413, so
-# that the client (which is still sending) receives the answer instead of a reset.
-DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+# Directives that default-src does not cover: no <base> may re-point relative URLs,
+# forms post only here, and no plugin content.
+_LOCKED = "base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'"
+PAGE_POLICY = f"default-src 'self'; {_LOCKED}"
+DOCS_POLICY = f"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; {_LOCKED}"
 
 
 def init_app(app: Flask) -> None:
@@ -45,12 +48,12 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def refuse_oversized_body():
+        # Answered before a byte of the body is read; the worker then ends the
+        # connection (console/server/worker.py). A chunked body has no length: reading
+        # it stops at MAX_CONTENT_LENGTH (werkzeug), which is a 413 too.
         length = request.content_length
         if length is not None and length > settings.max_body_bytes:
-            _drain(request.environ.get("wsgi.input"), min(length, DRAIN_LIMIT_BYTES))
-            response = _refusal(413, f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes")
-            response.headers["Connection"] = "close"
-            return response
+            return _refusal(413, f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes")
         return None
 
     @app.before_request
@@ -71,11 +74,26 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.path.startswith("/docs"):
             # Swagger UI sets inline styles; only /docs gets this looser policy.
-            policy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+            policy = DOCS_POLICY
         else:
-            policy = "default-src 'self'; frame-ancestors 'none'"
+            policy = PAGE_POLICY
         response.headers.setdefault("Content-Security-Policy", policy)
+        # Links to other sites get no Referer: a page's URL holds its filters and ids.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
+
+
+def read_body() -> bytes:
+    """The request's body, whole; a 413 when a body without Content-Length reaches the limit.
+
+    werkzeug stops reading a chunked body quietly at MAX_CONTENT_LENGTH (its 413
+    comes only with a further read): the cut body would otherwise pass for the whole.
+    """
+    raw = request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        raise ApiError(413, f"request body (chunked, no Content-Length) reached the limit of {limit} bytes")
+    return raw
 
 
 def _refusal(status: int, detail: str):
@@ -84,16 +102,3 @@ def _refusal(status: int, detail: str):
         return error_response(status, detail)
     return current_app.response_class(detail, status=status, mimetype="text/plain")
 
-
-def _drain(stream, limit: int) -> None:
-    if stream is None:
-        return
-    remaining = limit
-    try:
-        while remaining > 0:
-            chunk = stream.read(min(65536, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-    except OSError:
-        pass

@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from console.core.files import temporary_sibling
 from console.core.locks import try_exclusive
 from console.core.progress import Progress, quiet
 from console.core.settings import Settings
@@ -95,8 +96,8 @@ def _free_name(directory: Path, stamp: str, suffix: str) -> Path:
 
 
 def _sqlite_backup(settings: Settings, final: Path, compress: bool, progress: Progress) -> int:
-    partial = final.with_name(f".{final.name}.partial")
-    copy = partial.with_suffix(".sqlite") if compress else partial
+    partial = temporary_sibling(final, ".partial")
+    copy = temporary_sibling(final, ".sqlite") if compress else partial
     try:
         source = sqlite3.connect(str(settings.db_path), timeout=settings.db_busy_timeout_ms / 1000)
         target = sqlite3.connect(str(copy))
@@ -105,6 +106,9 @@ def _sqlite_backup(settings: Settings, final: Path, compress: bool, progress: Pr
             # One step (pages=-1): a consistent snapshot under one short read lock; a
             # step-wise copy would start over each time ingest writes.
             source.backup(target)
+            # A copy of a WAL database is in WAL mode too: checking it read-only would
+            # leave -wal and -shm files beside it. A backup is one file.
+            target.execute("PRAGMA journal_mode = DELETE")
         finally:
             target.close()
             source.close()
@@ -169,7 +173,7 @@ def _pg_args(settings: Settings) -> tuple[str, dict[str, str]]:
 
 
 def _pg_dump(settings: Settings, final: Path, progress: Progress) -> None:
-    partial = final.with_name(f".{final.name}.partial")
+    partial = temporary_sibling(final, ".partial")
     url, env = _pg_args(settings)
     try:
         done = subprocess.run([pg_tool(settings, "pg_dump"), "--format=custom", "--file", str(partial),

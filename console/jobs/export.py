@@ -26,14 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from console.core.settings import Settings
+from console.core.settings import Settings, url_origin
 from console.core.timeutil import format_utc, utcnow
 from console.domain.records import run_to_dict
 from console.jobs import history, otlp
@@ -50,6 +50,10 @@ SETTLED_AFTER = timedelta(minutes=10)
 # After this many failed attempts in a row, a pass stops posting to that destination.
 DOWN_AFTER = 3
 RETRYABLE_STATUS = {408, 429}
+# Answers to the POST that say it was taken: Apps Script answers 302 (or 303) and
+# serves the result elsewhere. Other redirects are never followed: 307 and 308 would
+# re-send the run, with its token, to wherever the Location points.
+TAKEN_REDIRECTS = {302, 303}
 BATCH = 200
 
 
@@ -58,7 +62,7 @@ class Destination:
     key: str  # stable name in export_state: "webhook:<hash of the URL>", "otlp:<hash>" or "sheets"
     kind: str  # webhook | sheets | otlp
     url: str
-    label: str  # the URL without credentials or query, safe to show
+    label: str  # scheme and host only: a webhook's path is often its secret
     token: str = ""
     secret: str = ""
     headers: tuple[tuple[str, str], ...] = ()
@@ -90,11 +94,7 @@ def destinations(settings: Settings) -> list[Destination]:
 
 
 def _label(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return url_origin(url)
 
 
 def scheduled_export(db: Database, settings: Settings) -> dict[str, Any]:
@@ -307,17 +307,21 @@ def post_with_retry(http: requests.Session, dest: Destination, run: dict[str, An
             sleep(delay)
         tries += 1
         try:
-            response = http.post(dest.url, data=body, headers=_headers(dest, run, body), timeout=timeout)
+            response = http.post(dest.url, data=body, headers=_headers(dest, run, body), timeout=timeout,
+                                 allow_redirects=False)
         except requests.RequestException as exc:
             status, error = None, f"{type(exc).__name__}: {_no_url(str(exc), dest.url)}"[:500]
             continue
         status = response.status_code
-        if 200 <= status < 300:
+        if 200 <= status < 300 or status in TAKEN_REDIRECTS:
             refused = otlp.partial_rejection(response.content) if dest.kind == "otlp" else None
             if refused:
                 return PostResult("rejected", tries, status, refused[:500])
             return PostResult("posted", tries, status)
-        error = (response.text or response.reason or "")[:500]
+        if 300 <= status < 400:
+            return PostResult("rejected", tries, status,
+                              f"redirect {status} not followed: configure the URL it points to")
+        error = _no_url(response.text or response.reason or "", dest.url)[:500]
         if status >= 500 or status in RETRYABLE_STATUS:
             continue
         return PostResult("rejected", tries, status, error)
@@ -353,8 +357,17 @@ def _headers(dest: Destination, run: dict[str, Any], body: bytes) -> dict[str, s
 
 
 def _no_url(text: str, url: str) -> str:
-    """Error text without the full URL (it may carry a secret in its query)."""
-    return text.replace(url, _label(url))
+    """Error text without the URL's path or query (the secret of many webhooks).
+
+    requests names the whole URL in some errors and only its path in others
+    ("Max retries exceeded with url: /services/T0/B0/XXXX").
+    """
+    parts = urlsplit(url)
+    text = text.replace(url, _label(url))
+    for secret in (f"{parts.path}?{parts.query}" if parts.query else "", parts.path, parts.query):
+        if len(secret) > 1:
+            text = text.replace(secret, "/***")
+    return text
 
 
 def export_states(session: Session, event_id: str) -> list[dict[str, Any]]:

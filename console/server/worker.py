@@ -51,6 +51,9 @@ log = logging.getLogger("console.server.worker")
 # 8,190-byte header lines) fit many times over.
 MAX_HEAD_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
+# After a refusal, what the client still sends is read and thrown away up to these bounds.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_SECONDS = 5.0
 # Chunk size lines and CRLFs a chunked body may add to its data.
 CHUNK_FRAMING_SLACK = 64 * 1024
 # Descriptors a worker keeps for what is not a client (database, log, lock files).
@@ -138,7 +141,10 @@ class ConsoleThreadWorker(ThreadWorker):
         if not data:  # the client closed (or reset) its side
             self._drop(conn)
             return
-        if conn.lingering:  # the rest of a refused request: read and thrown away
+        if conn.lingering:  # the rest of a refused request: read and thrown away, within bounds
+            conn.linger_left -= len(data)
+            if conn.linger_left <= 0:
+                self._drop(conn)
             return
         if conn.idle:  # the first byte of a kept-alive connection's next request
             conn.idle = False
@@ -180,6 +186,9 @@ class ConsoleThreadWorker(ThreadWorker):
             return
         conn.inbox = bytearray()
         conn.lingering = True
+        # Long enough for the client to read the answer; not a sink for a gigabyte.
+        conn.linger_left = LINGER_BYTES
+        conn.deadline = min(conn.deadline, time.monotonic() + LINGER_SECONDS)
 
     def _answer_late(self, conn) -> None:
         """408 to a client whose request was not whole in time (best effort: it is closed next)."""

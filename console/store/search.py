@@ -5,8 +5,8 @@ A run matches when `q` is a substring of its run_id or error_summary
 
 SQLite: the FTS5 trigram table `runs_search` (migration 0006) answers the substring
 for 3 characters or more as a phrase query (exact from the index: no row is read
-to check it); shorter strings fall back to LIKE on agent_runs (a scan, stopped
-early by LIMIT). Rows above the insert watermark (console/store/watermark.py: inserted
+to check it); a term too common to be worth the index is a LIKE scan newest-first,
+stopped early by LIMIT. A shorter `q` is refused (MIN_QUERY_CHARS). Rows above the insert watermark (console/store/watermark.py: inserted
 by another tool since the console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session
 
 from console.store.models import agent_runs
 
+# The shortest `q` an index answers (a trigram is 3 characters); shorter is refused,
+# since a substring that short can only be found by reading every row.
+MIN_QUERY_CHARS = 3
 PG_SEARCH_TEXT = "(coalesce(run_id, '') || ' ' || coalesce(error_summary, ''))"
 SUBSTRING_COLUMNS = ("run_id", "error_summary")
 _TOP = "\U0010ffff"
@@ -59,7 +62,9 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
     if dialect == "postgresql":
         substring = text(f"{PG_SEARCH_TEXT} ILIKE :lt_q ESCAPE '\\'").bindparams(lt_q=_like_pattern(q))
         return or_(substring, _event_id_prefix(q))
-    if len(q) >= 3 and not (session is not None and _is_common(session, q)):
+    if len(q) < MIN_QUERY_CHARS:
+        raise ValueError(f"q needs at least {MIN_QUERY_CHARS} characters")
+    if not (session is not None and _is_common(session, q)):
         # Rows above the insert watermark (another tool's, not indexed yet) are scanned,
         # inside the subquery: an OR term without an index would turn the whole filter into a scan.
         matches = text(

@@ -138,7 +138,7 @@ def runs_counts():
         try:
             counts, capped = web_queries.capped_status_counts(session, page_filters.domain())
         except Invalid as exc:
-            return render("runs.html", "_runs_counts.html", 400, f=page_filters, counts=None, error=exc.detail)
+            return render("runs_counts.html", "_runs_counts.html", 400, f=page_filters, counts=None, error=exc.detail)
     return render("runs_counts.html", "_runs_counts.html", f=page_filters, counts=counts, capped=capped,
                   statuses=STATUSES, cap=web_queries.COUNT_CAP)
 

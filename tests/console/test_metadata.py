@@ -66,7 +66,7 @@ def test_field_values(client, field, values):
              git_repo="https://github.com/o/r")
     post_run(client, agent_name="a2")
     body = client.get(f"/api/v1/metadata/{field}").get_json()
-    assert body == {"field": field, "values": values, "count": len(values)}
+    assert body == {"field": field, "values": values, "count": len(values), "truncated": False}
 
 
 def test_field_not_offered_is_404(client):

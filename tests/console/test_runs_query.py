@@ -48,9 +48,9 @@ def test_newest_created_first_as_a_bare_array(client, three_runs):
     ("parent_run_id=p1", ["r3", "r1"]),
     ("environment=dev", ["r2"]),
     ("host=h1", ["r3", "r1"]),
-    ("q=r2", ["r2"]),
     ("q=timeout", ["r1"]),
-    ("q=%25", []),
+    ("q=OUT%20TALK", ["r1"]),
+    ("q=%25%25%25", []),
     ("agent_name=nobody", []),
 ])
 def test_filters(client, three_runs, query, expected):

@@ -192,7 +192,7 @@ def test_sheets_and_a_webhook_both_must_post_before_api_posted(db, make_settings
 
     with db.read() as session:
         shown = export.export_states(session, row["event_id"])
-    assert {s["label"] for s in shown} == {hook.url}
+    assert {s["label"] for s in shown} == {hook.url.removesuffix("/hook")}  # the path may be a secret
     assert db.write(lambda s: export.retry_export(s, row["event_id"], "sheets")) == 1
     with db.read() as session:  # the leader is asked for a pass now, not at the next period
         assert history.has_run_requests(session)

@@ -109,8 +109,13 @@ def check_headers(resp, failures, where):
     if resp.headers.get("X-Content-Type-Options") != "nosniff":
         failures.append(f"{where}: X-Content-Type-Options missing")
     csp = resp.headers.get("Content-Security-Policy", "")
-    if "frame-ancestors 'none'" not in csp or "default-src 'self'" not in csp:
-        failures.append(f"{where}: CSP {csp!r}")
+    directives = {part.strip() for part in csp.split(";")}
+    locked = {"default-src 'self'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'",
+              "object-src 'none'"}
+    if not locked <= directives:
+        failures.append(f"{where}: CSP {csp!r} lacks {sorted(locked - directives)}")
+    if resp.headers.get("Referrer-Policy") != "same-origin":
+        failures.append(f"{where}: Referrer-Policy {resp.headers.get('Referrer-Policy')!r}")
     if "script-src" in csp and "'unsafe-inline'" in csp.split("script-src", 1)[1].split(";")[0]:
         failures.append(f"{where}: inline scripts allowed by CSP")
 

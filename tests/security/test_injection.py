@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
+from console.store.search import MIN_QUERY_CHARS
+
 PAYLOADS = [
     "'; DROP TABLE agent_runs; --",
     '" OR 1=1 --',
@@ -78,6 +80,9 @@ def test_sql_metacharacters_filter_exactly_and_never_as_wildcards(client, stored
             assert [r["event_id"] for r in resp.get_json()] == [stored[payload]["event_id"]], (name, payload)
         # q: a literal substring of run_id, event_id or error_summary ("%" and "_" are not wildcards).
         resp = client.get(f"/api/v1/runs?q={quote(payload, safe='')}&limit=1000")
+        if len(payload) < MIN_QUERY_CHARS:  # too short for the trigram index: refused, not scanned
+            assert resp.status_code == 422, (payload, resp.get_json())
+            continue
         assert resp.status_code == 200, (payload, resp.get_json())
         expected = {r["event_id"] for r in everything
                     if payload.lower() in (r["run_id"] + r["event_id"] + (r["error_summary"] or "")).lower()}

@@ -105,7 +105,9 @@ def test_pages_carry_the_strict_csp_and_no_inline_code(client, make_run):
     event_id = make_run(status="running", start_time=hours_ago(3), error_summary="x")
     for path in ("/", "/?q=x", f"/runs/{event_id}", f"/runs/{event_id}/delete", "/stale", "/agents", "/jobs"):
         response = client.get(path)
-        assert response.headers["Content-Security-Policy"] == "default-src 'self'; frame-ancestors 'none'", path
+        assert response.headers["Content-Security-Policy"] == (
+            "default-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'"), path
+        assert response.headers["Referrer-Policy"] == "same-origin", path
         assert response.headers["Cache-Control"] == "no-store", path
         body = text(response)
         assert not re.search(r"<script(?![^>]*\bsrc=)", body), path
