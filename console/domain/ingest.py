@@ -39,7 +39,7 @@ from console.domain.validation import (
     json_document,
     plain_timestamp,
 )
-from console.store import rollups
+from console.store import alert_marker, rollups
 from console.store.models import COUNTERS, run_events
 from console.store.runstore import (
     RUN_COLUMNS,
@@ -444,6 +444,10 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
         for event_id in prepared.rows.keys() - set(runs):
             delta.add(prepared.rows[event_id], -1)
     write_runs(session, inserts, updates, delta=delta, rollup_rows=prepared.rollup_rows if as_prepared else None)
+    ended_badly = [prepared.rows[e]["status"] for e in inserted] + [row["status"] for row in inserts]
+    ended_badly += [new["status"] for old, new in updates if new["status"] != old["status"]]
+    if alert_marker.any_failing(ended_badly):
+        alert_marker.bump(session)
     if events:
         session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
 

@@ -145,6 +145,7 @@ class JobScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._written: dict[str, datetime | None] | None = None
+        self.alerts: Any = None  # the alert loop, while this process leads
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ClaimingExecutor(max_workers=4)},
@@ -172,7 +173,18 @@ class JobScheduler:
             self.scheduler.shutdown(wait=False)
         except Exception:
             pass
+        self._stop_alerts()
         self.lock.release()
+
+    def _start_alerts(self) -> None:
+        from console.alerts.loop import AlertLoop
+
+        self.alerts = AlertLoop(self.db, self.settings, history.runner_name()).start()
+
+    def _stop_alerts(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
 
     def _fire(self, name: str, scheduled_for: datetime | None = None, trigger: str = "schedule") -> None:
         # scheduled_for comes from ClaimingExecutor (the firing's time) or a run-now request.
@@ -207,11 +219,13 @@ class JobScheduler:
         self.is_leader = True
         self._written = None
         self.scheduler.resume()
+        self._start_alerts()
         self._leader_tick()
 
     def _step_down(self) -> None:
         log.warning("this process lost the scheduler leader lock")
         self.is_leader = False
+        self._stop_alerts()
         self.scheduler.pause()
 
     def _leader_tick(self) -> None:
