@@ -50,7 +50,7 @@ n = alert_notifications.c
 
 def hold(settings: Settings) -> timedelta:
     """How long a claim lasts: longer than any one send can take."""
-    return timedelta(seconds=settings.alert_timeout_ms / 1000 * 2 + 30)
+    return timedelta(seconds=settings.alert_timeout_ms / 1000 * 2 + 10)
 
 
 def backoff(attempts: int, retry_after: float | None) -> timedelta:

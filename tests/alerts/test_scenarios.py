@@ -251,3 +251,29 @@ def _backdate_rule(alerts, rule_id: int, when: datetime) -> None:
 
     alerts.db.write(lambda s: s.execute(alert_rules.update().where(alert_rules.c.id == rule_id)
                                         .values(created_at=when - timedelta(seconds=1))))
+
+
+def test_state_survives_a_restart(alerts, receiver, clock, settings):
+    """A new app on the same database (a restart): an open incident does not notify again as new, and a
+    `missing` that fell due while nothing evaluated opens at the first pass after."""
+    from console.app import create_app
+    from tests.alerts.conftest import Alerts
+
+    channel = alerts.channel(receiver.url)
+    alerts.rule([channel])
+    late = alerts.rule([channel], agent_name="nightly", on="missing", period_seconds=3600)
+    _backdate_rule(alerts, late["id"], clock.now)
+    alerts.run("failure")
+    alerts.tick()
+    assert [d["kind"] for d in receiver.documents] == ["failure"]
+
+    app = create_app(settings, {"TESTING": True})
+    try:
+        again = Alerts(app.test_client(), app.extensions["telemetry_db"], settings, clock)
+        clock.advance(hours=3)  # the due time passed while no one evaluated
+        counts = again.tick()
+        assert counts["opened"] == 1
+        assert [d["kind"] for d in receiver.documents] == ["failure", "missing"]
+        assert len(again.incidents(state="open")) == 2
+    finally:
+        app.extensions["telemetry_db"].dispose()
