@@ -110,3 +110,17 @@ def test_a_patch_to_failure_and_a_batch_alert_too(alerts, receiver, client):
     assert client.post("/api/v1/runs/batch", json=batch).status_code == 201
     assert alerts.tick()["opened"] == 2
     assert sorted(d["agent_name"] for d in receiver.wait_for(2)) == ["batched", "patched"]
+
+
+def test_prometheus_shows_open_incidents_deliveries_and_the_last_evaluation(alerts, receiver, client):
+    receiver.script = [500, 200]
+    alerts.rule([alerts.channel(receiver.url)], agent_name="*")
+    alerts.run("failure", agent_name="web")
+    alerts.tick()
+    alerts.clock.advance(seconds=10)
+    alerts.deliver()
+    text = client.get("/metrics", headers={"Accept": "text/plain"}).get_data(as_text=True)
+    assert 'telemetry_alert_incidents_open{agent="web",kind="failure"} 1' in text
+    assert 'telemetry_alert_notifications_total{channel_kind="webhook",outcome="failed"} 1' in text
+    assert 'telemetry_alert_notifications_total{channel_kind="webhook",outcome="sent"} 1' in text
+    assert "telemetry_alert_last_evaluation_timestamp_seconds " in text
