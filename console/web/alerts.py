@@ -1,7 +1,8 @@
 """The Alerts page: channels (with "send test"), rules, incidents with their deliveries, mutes, and banners.
 
-Every form posts with htmx and gets the page's configuration section back
-(with the form's errors, 422); without htmx, a redirect to the page.
+Every form posts with htmx and gets the page's configuration section back, with
+the form's errors (200: htmx swaps only successful answers); without htmx, a
+redirect to the page, or the whole page with the errors as a 422.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def _context(session, errors: dict[str, Any] | None = None, editing: dict | None
 def _answer(status: int = 200, **kwargs: Any):
     with _db().read() as session:
         context = _context(session, **kwargs)
-    if not wants_partial() and status == 200 and kwargs.get("tested") is None:
+    if wants_partial():
+        return render("alerts.html", "_alerts_config.html", 200, **context)
+    if status == 200 and kwargs.get("tested") is None:
         return redirect(url_for("web.alerts"), 303)
-    return render("alerts.html", "_alerts_config.html", status, **context)
+    return page("alerts.html", status, **context)
 
 
 def _form_rule() -> dict[str, Any]:
