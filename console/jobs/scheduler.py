@@ -179,11 +179,14 @@ class JobScheduler:
     def _start_alerts(self) -> None:
         from console.alerts.loop import AlertLoop
 
-        self.alerts = AlertLoop(self.db, self.settings, history.runner_name()).start()
+        # A pool of its own: deliveries waiting on slow receivers never hold the jobs' connections.
+        db = Database(self.settings, engine=make_engine(self.settings, pool_size=2))
+        self.alerts = AlertLoop(db, self.settings, history.runner_name()).start()
 
     def _stop_alerts(self) -> None:
         if self.alerts is not None:
             self.alerts.stop()
+            self.alerts.db.dispose()
             self.alerts = None
 
     def _fire(self, name: str, scheduled_for: datetime | None = None, trigger: str = "schedule") -> None:
