@@ -138,3 +138,23 @@ def test_racing_deliverers_send_each_notification_once(env, receiver, alerts, cl
             db.dispose()
     ids = [d["notification_id"] for d in receiver.documents]
     assert len(ids) == 8 and len(set(ids)) == 8
+
+
+def test_a_failure_reported_through_the_sdk_reaches_the_webhook(env, receiver, tmp_path, started):
+    """SDK → spool → /api/v1/ingest → the change marker wakes the leader → webhook."""
+    from telemetry import TelemetryClient
+    from telemetry.config import TelemetryConfig
+
+    console = ConsoleProcess(alerting_env(env), tmp_path / "console.log")
+    console.start()
+    started.append(console)
+    setup_rule(console.url, receiver.url)
+    client = TelemetryClient(TelemetryConfig(metrics_dir=tmp_path / "sdk", api_url=console.url))
+    try:
+        run_id = client.start_run("sdk-agent", "nightly")
+        client.end_run(run_id, status="failure", error_summary="ValueError: bad row")
+        client.flush(timeout=HANG_GUARD)
+    finally:
+        client.close()
+    (document,) = receiver.wait_for(1, HANG_GUARD)
+    assert document["agent_name"] == "sdk-agent" and document["run"]["error_summary"] == "ValueError: bad row"
