@@ -152,15 +152,19 @@ def _failure(session: Session, rule: dict[str, Any], open_incidents: dict[str, d
     return firing, resolved
 
 
-def _ended_order():
-    return sa.func.coalesce(runs.end_time, runs.updated_at, runs.start_time).desc(), runs.id.desc()
+# The latest runs are read newest created first (the index of agent and created_at) and then
+# ordered by when they ended; this many more than needed covers runs that overlap.
+OVERLAP = 50
 
 
 def _latest_ended(session: Session, agent_name: str, job_type: str, limit: int) -> list[Mapping[str, Any]]:
-    return session.execute(
-        sa.select(runs.event_id, runs.status, runs.updated_at)
+    """The `limit` runs of the group that ended last, latest first."""
+    rows = session.execute(
+        sa.select(runs.id, runs.event_id, runs.status, runs.updated_at, runs.end_time, runs.start_time)
         .where(runs.agent_name == agent_name, runs.job_type == job_type, runs.status != "running")
-        .order_by(*_ended_order()).limit(limit)).mappings().all()
+        .order_by(runs.created_at.desc(), runs.id.desc()).limit(limit + OVERLAP)).mappings().all()
+    ended = sorted(rows, key=lambda r: (r["end_time"] or r["updated_at"] or r["start_time"], r["id"]), reverse=True)
+    return ended[:limit]
 
 
 def _success_rate(session: Session, agent_name: str, job_type: str, start: datetime) -> float | None:
@@ -215,9 +219,10 @@ def _slow(session: Session, rule: dict[str, Any], open_incidents: dict[str, dict
 def _missing(session: Session, rule: dict[str, Any], open_incidents: dict[str, dict],
              now: datetime) -> tuple[list[Finding], dict[str, str | None]]:
     subject = _group_subject(rule["agent_name"], rule["job_type"])
-    last = session.execute(_scope(
-        sa.select(runs.event_id, runs.start_time).order_by(runs.start_time.desc(), runs.id.desc()).limit(1),
-        rule)).first()
+    recent = session.execute(_scope(
+        sa.select(runs.event_id, runs.start_time).order_by(runs.created_at.desc(), runs.id.desc()).limit(OVERLAP),
+        rule)).all()
+    last = max(recent, key=lambda r: r.start_time) if recent else None
     grace = timedelta(seconds=rule["grace_seconds"] or 0)
     if rule["schedule"]:
         due, previous = schedule.due_before(rule["schedule"], rule["timezone"], now - grace)
