@@ -87,7 +87,7 @@ def _values(fields: RuleFields) -> dict[str, Any]:
 
 def _check_channels(session: Session, channel_ids: list[int]) -> list[int]:
     wanted = list(dict.fromkeys(channel_ids))
-    if any(not 0 < cid < 2**62 for cid in wanted):
+    if any(not 0 < cid <= 2**31 - 1 for cid in wanted):
         raise AlertInvalid([{"loc": ["body", "channels"], "msg": "channel ids are positive integers",
                              "type": "value_error"}])
     known = set(session.execute(sa.select(alert_channels.c.id).where(alert_channels.c.id.in_(wanted))).scalars())

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from console.alerts import schedule
 from console.alerts.config import is_muted
+from console.alerts.models import ALL_AGENTS
 from console.alerts.tables import alert_incidents, alert_notifications, alert_rule_channels, alert_rules, alert_state
 from console.core.settings import Settings
 from console.core.timeutil import utcnow
@@ -36,7 +37,6 @@ log = logging.getLogger("console.alerts.evaluate")
 runs = agent_runs.c
 # Writers on other hosts commit a little after their clock read `updated_at`: look back this far.
 SCAN_MARGIN = timedelta(minutes=2)
-ALL_AGENTS = "*"
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +15,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(clean_
 Secret = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(clean_text)]
 Kind = Literal["failure", "stale", "missing", "slow"]
 ALL_AGENTS = "*"
+MAX_INT32 = 2**31 - 1  # the columns are 32-bit integers on PostgreSQL
 
 
 class ChannelIn(BaseModel):
@@ -65,7 +66,7 @@ class RuleFields(BaseModel):
     period_seconds: Optional[int] = Field(None, ge=60, le=366 * 86_400, description="missing: instead of schedule")
     grace_seconds: Optional[int] = Field(None, ge=0, le=366 * 86_400)
     timezone: Annotated[Optional[str], Field(None, max_length=100), AfterValidator(_zone)] = None
-    duration_ms_over: Optional[int] = Field(None, ge=1, le=2**62, description="slow: the bound")
+    duration_ms_over: Optional[int] = Field(None, ge=1, le=MAX_INT32, description="slow: the bound")
 
 
 class RuleIn(RuleFields):
@@ -81,7 +82,7 @@ class MuteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_name: Optional[Name] = None
-    rule_id: Optional[int] = Field(None, ge=1, le=2**62)
+    rule_id: Optional[int] = Field(None, ge=1, le=MAX_INT32)
     until: datetime = Field(description="ISO 8601 with a time zone")
 
     @model_validator(mode="after")
@@ -90,6 +91,10 @@ class MuteIn(BaseModel):
             raise ValueError("give either agent_name or rule_id")
         if self.until.tzinfo is None:
             raise ValueError("until must include a time zone, e.g. 2026-12-24T08:00:00Z")
+        try:
+            self.until = self.until.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("until is out of range") from None
         return self
 
 

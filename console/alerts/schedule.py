@@ -80,13 +80,6 @@ def fire_times(trigger: CronTrigger, zone: ZoneInfo, start: datetime) -> Iterato
         fire = trigger.get_next_fire_time(fire, fire)
 
 
-def next_due(expression: str, zone_name: str, after: datetime) -> datetime | None:
-    """The first due instant strictly after `after`."""
-    for instant in fire_times(parse_cron(expression), parse_zone(zone_name), after + timedelta(microseconds=1)):
-        return instant
-    return None
-
-
 def due_before(expression: str, zone_name: str, moment: datetime) -> tuple[datetime | None, datetime | None]:
     """(the latest due instant at or before `moment`, the one before it)."""
     trigger, zone = parse_cron(expression), parse_zone(zone_name)

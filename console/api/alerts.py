@@ -81,7 +81,7 @@ def _plain(value: Any) -> Any:
 
 
 def _id(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    if not text.isdigit() or int(text) > 2**31 - 1:
         raise NotFound(f"{what} {text!r} not found")
     return int(text)
 

@@ -31,6 +31,8 @@ def test_channels_are_created_listed_masked_and_deleted(client):
     assert client.delete(f"/api/v1/alerts/channels/{created['id']}").status_code == 204
     assert client.delete(f"/api/v1/alerts/channels/{created['id']}").status_code == 404
     assert client.delete("/api/v1/alerts/channels/not-a-number").status_code == 404
+    assert client.delete(f"/api/v1/alerts/channels/{2**70}").status_code == 404
+    assert client.patch(f"/api/v1/alerts/rules/{2**40}", json={"name": "x"}).status_code == 404
 
 
 @pytest.mark.parametrize("body, words", [
@@ -67,6 +69,8 @@ def channel_id(client):
     ({"on": "failure", "success_rate_below": 0.5}, "window_minutes"),
     ({"on": "failure", "channels": [999999]}, "unknown channel"),
     ({"on": "failure", "repeat_minutes": -1}, "repeat_minutes"),
+    ({"on": "slow", "duration_ms_over": 2**40}, "duration_ms_over"),
+    ({"on": "failure", "channels": [2**40]}, "channel ids"),
     ({"on": "sometimes"}, "on"),
     ({"on": "failure", "channels": "1"}, "channels"),
 ])
@@ -103,6 +107,8 @@ def test_rules_are_created_changed_and_deleted(client, channel_id):
     ({"agent_name": "a", "until": "2030-01-01T00:00:00"}, "time zone"),
     ({"agent_name": "a", "until": "tomorrow"}, "until"),
     ({"rule_id": 777, "until": "2030-01-01T00:00:00Z"}, "unknown rule"),
+    ({"agent_name": "a", "until": "0001-01-01T00:00:00+01:00"}, "out of range"),
+    ({"rule_id": 2**40, "until": "2030-01-01T00:00:00Z"}, "rule_id"),
 ])
 def test_bad_mutes_are_422(client, body, words):
     answer = client.post("/api/v1/alerts/mute", json=body)
