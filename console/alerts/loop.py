@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -55,8 +56,6 @@ class AlertLoop:
 
     def tick(self) -> None:
         """One round: evaluate if due or woken, then hand due channels to their threads."""
-        import time
-
         with self.db.read() as session:
             changes = alert_marker.read(session)
         elapsed = time.monotonic() - self._last_evaluation
