@@ -7,6 +7,7 @@ marker. Absence of a duplicate is shown by a later notification arriving first i
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -108,10 +109,17 @@ def test_a_leader_killed_mid_delivery_is_finished_by_the_next_with_the_same_id(e
     post_failure(consoles[1].url, "after")
     receiver.wait_for(3, HANG_GUARD)
     assert agents_notified(receiver) == ["victim", "victim", "after"], consoles[1].log()
+    # The console records "sent" just after the receiver answered: wait for that (hang guard only).
     db = Database(load_settings(env))
     try:
-        with db.read() as session:
-            states = session.execute(sa.select(alert_notifications.c.state)).scalars().all()
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            with db.read() as session:
+                states = session.execute(sa.select(alert_notifications.c.state)
+                                         .order_by(alert_notifications.c.id)).scalars().all()
+            if "pending" not in states or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     finally:
         db.dispose()
     assert states == ["sent", "sent"]
