@@ -3,6 +3,8 @@ failed run (the console's own leader evaluates), the navigation count, a mute, e
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -59,6 +61,13 @@ def test_an_operator_sets_up_alerting_and_sees_an_incident(alerting_server, page
     post_runs(alerting_server, [run_record(agent_name="loader", status="failure", error_summary="disk full")])
     receiver.wait_for(2, 60)
     assert receiver.documents[1]["agent_name"] == "loader"
+    # The console records the delivery just after the receiver answered (hang guard only).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = requests.get(alerting_server.url + "/api/v1/alerts/incidents", timeout=10).json()
+        if found and found[0]["notifications"] == 1:
+            break
+        time.sleep(0.1)
     page.goto(alerting_server.url + "/alerts")
     page.locator("#incidents-h", has_text="Open incidents (1)").wait_for()
     assert page.locator("nav .alert-count").inner_text() == "1"
