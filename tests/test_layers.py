@@ -17,13 +17,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("core",),
     ("store",),
     ("domain",),
-    ("jobs",),
+    ("jobs", "alerts"),
     ("http",),
     ("api", "web"),
     ("app",),
     ("server", "cli"),
 ]
-NO_FLASK = {"core", "store", "domain", "jobs"}
+NO_FLASK = {"core", "store", "domain", "jobs", "alerts"}
 LAYER_OF = {package: rank for rank, names in enumerate(LAYERS) for package in names}
 
 

@@ -12,7 +12,7 @@ root_bp = Blueprint("api_root", __name__)
 
 def init_app(app: Flask) -> None:
     # Importing the route modules registers their views on the blueprints.
-    from console.api import events, health, ingest, metadata, metrics, runs, stale, stats  # noqa: F401
+    from console.api import alerts, events, health, ingest, metadata, metrics, runs, stale, stats  # noqa: F401
 
     errors.init_app(app)
     app.register_blueprint(api_bp)

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from console.alerts import incidents as alert_incidents
 from console.core.timeutil import utcnow
 from console.domain.stale import silent_since
 from console.domain.stats import all_time_histogram, percentile, totals_by_agent
@@ -78,6 +79,23 @@ def stale_by_agent(session: Session, threshold_minutes: int, now: datetime) -> d
     return {agent: n for agent, n in session.execute(query)}
 
 
+def alert_families(session: Session) -> list[_Family]:
+    """Open incidents, delivery attempts (a counter kept in the database), the last rule evaluation."""
+    opened = _Family("telemetry_alert_incidents_open", "gauge", "Open alert incidents, by agent and kind.")
+    sent = _Family("telemetry_alert_notifications_total", "counter",
+                   "Alert delivery attempts, by channel kind and outcome (sent, failed, rejected).")
+    evaluated = _Family("telemetry_alert_last_evaluation_timestamp_seconds", "gauge",
+                        "When the leader last evaluated the alert rules (Unix time).")
+    for agent, kind, count in sorted(alert_incidents.open_counts(session)):
+        opened.add({"agent": agent, "kind": kind}, count)
+    for channel_kind, outcome, count in sorted(alert_incidents.counters(session)):
+        sent.add({"channel_kind": channel_kind, "outcome": outcome}, count)
+    state = alert_incidents.last_evaluation(session)
+    if state and state["last_evaluated_at"] is not None:
+        evaluated.add({}, state["last_evaluated_at"].timestamp())
+    return [opened, sent, evaluated]
+
+
 def exposition(
     session: Session, *, stale_threshold_minutes: int, openmetrics: bool = False, now: Optional[datetime] = None
 ) -> str:
@@ -128,7 +146,7 @@ def exposition(
         job_failures.add({"job": job}, figures["failures"])
 
     lines: list[str] = []
-    for family in (runs, running, stale, started, finished, ingest, job_success, job_failures):
+    for family in (runs, running, stale, started, finished, ingest, job_success, job_failures, *alert_families(session)):
         lines += family.render(openmetrics)
     if openmetrics:
         lines.append("# EOF")

@@ -227,12 +227,20 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_STALE_SWEEP_MINUTES": ("stale_sweep_minutes", _int(0), 0),
     "TELEMETRY_STALE_SWEEP_SCHEDULE": ("stale_sweep_schedule", _schedule, "60"),
     "TELEMETRY_ROLLUP_RECONCILE_SCHEDULE": ("rollup_reconcile_schedule", _schedule, "60"),
+    # Alerts (console/alerts, docs/alerts.md).
+    "TELEMETRY_ALERT_WEBHOOK_SECRET": ("alert_webhook_secret", _text, ""),
+    "TELEMETRY_SMTP_URL": ("smtp_url", _text, ""),
+    "TELEMETRY_ALERT_EVALUATE_SECONDS": ("alert_evaluate_seconds", _int(1, 3600), 15),
+    "TELEMETRY_ALERT_STORM_THRESHOLD": ("alert_storm_threshold", _int(1), 10),
+    "TELEMETRY_ALERT_MAX_ATTEMPTS": ("alert_max_attempts", _int(1, 100), 10),
+    "TELEMETRY_ALERT_TIMEOUT_MS": ("alert_timeout_ms", _int(50, 120_000), 10000),
+    "TELEMETRY_ALERT_CONSOLE_URL": ("alert_console_url", _text, ""),
 }
 
 # Values never printed in full.
 SECRET_ATTRIBUTES = frozenset(
     {"auth_tokens", "agent_tokens", "operator_tokens", "secret_key_raw", "export_webhook_token", "export_webhook_secret",
-     "google_sheets_token", "export_otlp_headers"}
+     "google_sheets_token", "export_otlp_headers", "alert_webhook_secret", "smtp_url"}
 )
 
 # URLs whose path or query may be the secret (Slack, Discord, Apps Script webhooks):
@@ -303,6 +311,13 @@ class Settings:
     stale_sweep_minutes: int
     stale_sweep_schedule: str
     rollup_reconcile_schedule: str
+    alert_webhook_secret: str
+    smtp_url: str
+    alert_evaluate_seconds: int
+    alert_storm_threshold: int
+    alert_max_attempts: int
+    alert_timeout_ms: int
+    alert_console_url: str
     # TELEMETRY_BASE_DIR was set: the console's own files go there, wherever the database is.
     base_dir_set: bool = False
 

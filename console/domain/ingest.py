@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from console.core.timeutil import format_utc, utcnow
 from console.domain.spool_lines import Envelope, Line, parse_lines
 from console.domain.stale import TERMINAL, may_end, sign_of_life
-from console.store import rollups
+from console.store import alert_marker, rollups
 from console.store.models import COUNTERS, run_events
 from console.store.runstore import (
     RUN_COLUMNS,
@@ -335,6 +335,10 @@ def _apply(session: Session, prepared: Prepared, claimed: set[str]) -> None:
             delta.add(prepared.rows[event_id], -1)
             delta.count(None, prepared.rows[event_id], -1)
     write_runs(session, inserts, updates, delta=delta, rollup_rows=prepared.rollup_rows if as_prepared else None)
+    ended_badly = [prepared.rows[e]["status"] for e in inserted] + [row["status"] for row in inserts]
+    ended_badly += [new["status"] for old, new in updates if new["status"] != old["status"]]
+    if alert_marker.any_failing(ended_badly):
+        alert_marker.bump(session)
     if events:
         session.execute(dialect_insert(session, run_events).on_conflict_do_nothing(index_elements=["uid"]), events)
 

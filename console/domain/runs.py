@@ -33,7 +33,7 @@ from console.domain.validation import (
     in_storable_range,
     normalise_status,
 )
-from console.store import counters, rollups, search
+from console.store import alert_marker, counters, rollups, search
 from console.store.models import agent_runs, audit_log, run_events
 from console.store.runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows, insert_with_cursor
 
@@ -85,6 +85,8 @@ def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
             rollups.apply_delta(session, new.delta, new.rollup_rows)
         elif inserted:
             rollups.record_changes(session, [(None, row) for row in new.rows if row["event_id"] in inserted])
+    if inserted and alert_marker.any_failing(row["status"] for row in new.rows if row["event_id"] in inserted):
+        alert_marker.bump(session)
     return inserted
 
 
@@ -95,7 +97,11 @@ def insert_uncounted(cursor, columns: Sequence[str], params: Sequence[Sequence[A
     watermark for console/store/watermark.py `catch_up`. Returns the event_ids inserted."""
     if not params:
         return set()
-    return {event_id for (event_id,) in insert_with_cursor(cursor, columns, params, _SKIP_STORED)}
+    inserted = {event_id for (event_id,) in insert_with_cursor(cursor, columns, params, _SKIP_STORED)}
+    status, event_id = columns.index("status"), columns.index("event_id")
+    if inserted and alert_marker.any_failing(p[status] for p in params if p[event_id] in inserted):
+        alert_marker.bump_with_cursor(cursor)
+    return inserted
 
 
 def insert_values(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -320,6 +326,8 @@ def update_run(session: Session, event_id: str, change: RunUpdate, *, now: Optio
     with rollups.own_writes(session):
         session.execute(update(agent_runs).where(c.id == old["id"]).values(**values))
         rollups.record_changes(session, [(_rollup_row(old), {**old, **values})])
+    if alert_marker.any_failing([values.get("status")]):
+        alert_marker.bump(session)
     return fields
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, insert, literal_column, or_, select,
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import utcnow
-from console.store import rollups
+from console.store import alert_marker, rollups
 from console.store.models import agent_runs, audit_log
 
 VERDICT_MAKERS = ("sweep", "operator", "api")
@@ -157,6 +157,7 @@ def mark_stale_runs_failed(
                 pairs.append((row, {**row, **new}))
         rollups.record_changes(session, pairs)
     if changed:
+        alert_marker.bump(session)
         session.execute(
             insert(audit_log),
             [

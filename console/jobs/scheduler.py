@@ -149,6 +149,7 @@ class JobScheduler:
         self._thread: threading.Thread | None = None
         self._written: dict[str, datetime | None] | None = None
         self._renewed_at = 0.0  # time.monotonic() of the last renewal of the lease
+        self.alerts: Any = None  # the alert loop, while this process leads
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ClaimingExecutor(max_workers=4)},
@@ -176,7 +177,21 @@ class JobScheduler:
             self.scheduler.shutdown(wait=False)
         except Exception:
             pass
+        self._stop_alerts()
         self.lock.release()
+
+    def _start_alerts(self) -> None:
+        from console.alerts.loop import AlertLoop
+
+        # A pool of its own: deliveries waiting on slow receivers never hold the jobs' connections.
+        db = Database(self.settings, engine=make_engine(self.settings, pool_size=2))
+        self.alerts = AlertLoop(db, self.settings, history.runner_name()).start()
+
+    def _stop_alerts(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts.db.dispose()
+            self.alerts = None
 
     def _fire(self, name: str, scheduled_for: datetime | None = None, trigger: str = "schedule") -> None:
         # scheduled_for comes from ClaimingExecutor (the firing's time) or a run-now request.
@@ -212,11 +227,13 @@ class JobScheduler:
         self._written = None
         self._renewed_at = 0.0
         self.scheduler.resume()
+        self._start_alerts()
         self._leader_tick()
 
     def _step_down(self) -> None:
         log.warning("this process lost the scheduler leader lock")
         self.is_leader = False
+        self._stop_alerts()
         self.scheduler.pause()
 
     def _leader_tick(self) -> None:

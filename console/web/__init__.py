@@ -29,6 +29,7 @@ NAVIGATION = [
     ("web.stale", "Stale"),
     ("web.agents", "Agents"),
     ("web.jobs", "Jobs"),
+    ("web.alerts", "Alerts"),
 ]
 
 
@@ -90,7 +91,7 @@ def on_unavailable(exc: DatabaseUnavailable):
 
 def init_app(app: Flask) -> None:
     """Register the pages, their filters and the login/CSRF plumbing."""
-    from console.web import agents, auth_views, jobs, run_detail, runs, stale  # noqa: F401  (register views)
+    from console.web import agents, alerts, auth_views, jobs, run_detail, runs, stale  # noqa: F401  (register views)
 
     HTMX(app)
     formatting.register(app)
@@ -99,6 +100,7 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def navigation():
         user = web_auth.current_user() if web_auth.auth_required() else None
-        return {"navigation": NAVIGATION, "current_user": user, "auth_on": web_auth.auth_required()}
+        return {"navigation": NAVIGATION, "current_user": user, "auth_on": web_auth.auth_required(),
+                "open_incident_count": alerts.open_incident_count()}
 
     app.register_blueprint(web_bp)

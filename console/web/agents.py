@@ -12,6 +12,7 @@ from console.domain.records import run_to_dict
 from console.domain.validation import STATUSES
 from console.store import reconcile
 from console.web import web_bp
+from console.web.alerts import open_incidents_by_agent
 from console.web.charts import daily_chart
 from console.web.render import page
 
@@ -34,6 +35,7 @@ def agents_page():
         week = stats.run_stats(session, since=now - timedelta(days=7), now=now)["agents"]
         first_day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=CHART_DAYS - 1)
         month = stats.run_stats(session, since=first_day, bucket="day", now=now)["agents"]
+        incidents = open_incidents_by_agent(session)
         agents = []
         for name in names:
             last, _cursor = runs.list_runs(session, runs.RunFilters(agent_name=name), limit=1)
@@ -42,6 +44,7 @@ def agents_page():
                 "last_run": run_to_dict(last[0], hosts) if last else None,
                 "day": day.get(name),
                 "week": week.get(name),
+                "incidents": incidents.get(name, []),
                 "chart": daily_chart((month.get(name) or {}).get("buckets", []), days=CHART_DAYS, today=now),
             })
     return page("agents.html", agents=agents, statuses=STATUSES, chart_days=CHART_DAYS)

@@ -15,6 +15,7 @@ from console.jobs import export, history
 from console.web import auth as web_auth
 from console.web import queries as web_queries
 from console.web import web_bp
+from console.web.alerts import agent_incidents
 from console.web.formatting import as_datetime
 from console.web.render import page, render, wants_partial
 
@@ -48,6 +49,7 @@ def _load(session, event_id: str) -> dict:
         "parents": [p for p in parents if p["event_id"] != event_id],
         "children": [ch for ch in children if ch["event_id"] != event_id],
         "exports": export.export_states(session, event_id),
+        "incidents": agent_incidents(session, run["agent_name"]),
         "commit_sources": COMMIT_SOURCES,
         "commit_errors": {},
         "commit_form": {},

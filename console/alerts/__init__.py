@@ -1,0 +1,1 @@
+"""Alerts: rules over the stored runs, incidents, and their notifications on channels."""
