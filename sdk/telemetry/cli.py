@@ -187,12 +187,17 @@ def cmd_tail(config: TelemetryConfig, args) -> int:
     return EXIT_OK
 
 
+IMPORT_PROGRESS_EVERY = 10_000  # records between progress lines of `telemetry import`
+
+
 def cmd_import(config: TelemetryConfig, args) -> int:
     """Append an older tool's NDJSON records to the spool, then sync them."""
     from .importer import convert
 
     writer = SpoolWriter(config.ndjson_dir)
     queued = skipped = 0
+    # Progress on a terminal only: scripts and pipes see the summary line alone.
+    show_progress = sys.stderr.isatty()
     for name in args.files:
         try:
             raw_lines = Path(name).read_bytes().splitlines()
@@ -208,6 +213,8 @@ def cmd_import(config: TelemetryConfig, args) -> int:
             day = utc_day(ts) if len(ts) >= 10 else time.strftime("%Y%m%d", time.gmtime())
             if writer.append(line, day):
                 queued += 1
+                if show_progress and queued % IMPORT_PROGRESS_EVERY == 0:
+                    print(f"... {name}: {queued} record(s) queued", file=sys.stderr, flush=True)
             else:
                 print(f"telemetry: cannot spool: {writer.last_error}", file=sys.stderr)
                 return EXIT_USAGE

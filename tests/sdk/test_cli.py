@@ -138,3 +138,51 @@ def test_status_gives_up_on_a_console_that_never_answers(sdk_env, monkeypatch, c
         assert main(["status", "--json", "--timeout", "0.5"]) == 1
         assert time.monotonic() - started < 5.0  # hang guard: 10x the timeout
     assert json.loads(capsys.readouterr().out)["console_reachable"] == "no (ReadTimeout)"
+
+
+def _import_with_stderr(tmp_path, stderr, rows: int):
+    """`telemetry import` of `rows` older run records in a subprocess, stderr to `stderr`; (code, stdout)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    legacy = tmp_path / "events_20250101.ndjson"
+    legacy.write_text("".join(
+        json.dumps({"record_type": "run", "run_id": f"old-{i}", "agent_name": "old", "job_type": "j",
+                    "start_time": "2025-01-01T10:00:00+00:00", "status": "success",
+                    "end_time": "2025-01-01T10:00:01+00:00"}) + "\n" for i in range(rows)))
+    sdk = Path(__file__).resolve().parents[2] / "sdk"
+    env = {**os.environ, "PYTHONPATH": str(sdk), "TELEMETRY_BASE_DIR": str(tmp_path / "base"),
+           "TELEMETRY_API_URL": "http://127.0.0.1:9"}  # nothing listens: the records stay spooled
+    proc = subprocess.run([sys.executable, "-m", "telemetry.cli", "import", str(legacy), "--timeout", "0.2"],
+                          env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120)
+    return proc.returncode, proc.stdout
+
+
+def test_import_shows_progress_on_a_terminal_only(tmp_path):
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    code, out = _import_with_stderr(tmp_path / "tty", slave, 10_001)
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        terminal += data
+    os.close(master)
+    assert "queued 10001 record(s)" in out
+    assert b"10000 record(s) queued" in terminal  # one progress line per 10,000
+
+    piped = tmp_path / "piped.err"
+    with open(piped, "w") as err:
+        code, out = _import_with_stderr(tmp_path / "pipe", err, 10_001)
+    assert "queued 10001 record(s)" in out
+    assert "record(s) queued" not in piped.read_text()  # quiet when not a terminal
