@@ -3,11 +3,14 @@
 A run matches when `q` is a substring of its run_id or error_summary
 (case-insensitive for ASCII), or a prefix of its event_id (exact case).
 
-SQLite: the FTS5 trigram table `runs_search` (migration 0006) answers the substring
-for 3 characters or more as a phrase query (exact from the index: no row is read
-to check it); shorter strings fall back to LIKE on agent_runs (a scan, stopped
-early by LIMIT). Rows above the insert watermark (console/store/watermark.py: inserted
-by another tool since the console last wrote) are not indexed yet and are scanned.
+SQLite: the FTS5 trigram table `runs_search` (migrations 0006, 0016) keeps, per
+trigram, the rows that hold it (`detail=none`: not where, which made each insert a
+third as costly). For 3 characters or more, `run_id LIKE '%q%'` on it reads the
+rows holding every trigram of q, and SQLite checks the substring on each of those
+(FTS5 leaves that check to it); the same LIKE with q's own `%` and `_` escaped then
+checks the run itself. Terms without 3 characters in a row outside `%` and `_`
+fall back to LIKE on agent_runs (a scan, stopped early by LIMIT). Rows above the insert watermark (console/store/watermark.py:
+inserted by another tool since the console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
@@ -15,6 +18,7 @@ every insert, and the unique index on event_id answers a prefix.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from sqlalchemy import ColumnElement, Integer, and_, column, literal, or_, text
@@ -41,13 +45,33 @@ def _event_id_prefix(q: str) -> ColumnElement[bool]:
 COMMON_MATCHES = 2000
 
 
-def _phrase(q: str) -> str:
-    return '"' + q.replace('"', '""') + '"'
+# The rows of runs_search holding q as a substring of either column. FTS5 answers a
+# LIKE only without ESCAPE: q's own `%` and `_` stay wildcards here (more rows, never
+# fewer), and the escaped LIKE on agent_runs settles them.
+INDEXED_MATCHES = (
+    "SELECT rowid FROM runs_search WHERE run_id LIKE :lt_raw UNION "
+    "SELECT rowid FROM runs_search WHERE error_summary LIKE :lt_raw"
+)
+
+
+def _raw_pattern(q: str) -> str:
+    return f"%{q}%"
+
+
+def _indexable(q: str) -> bool:
+    """True when q holds 3 characters in a row outside `%` and `_`: trigrams FTS5 can look up
+    (without one it would read every row)."""
+    return any(len(piece) >= 3 for piece in re.split("[%_]", q))
+
+
+def indexed_matches(session: Session, q: str) -> list[int]:
+    """The ids of the indexed runs holding q (3 characters or more, no `%` or `_`) in run_id or error_summary."""
+    return sorted(session.execute(text(INDEXED_MATCHES), {"lt_raw": _raw_pattern(q)}).scalars())
 
 
 def _is_common(session: Session, q: str) -> bool:
-    probe = text("SELECT count(*) FROM (SELECT 1 FROM runs_search WHERE runs_search MATCH :p LIMIT :n)")
-    return session.execute(probe, {"p": _phrase(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
+    probe = text(f"SELECT count(*) FROM ({INDEXED_MATCHES} LIMIT :n)")
+    return session.execute(probe, {"lt_raw": _raw_pattern(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
 
 
 def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnElement[bool]:
@@ -59,15 +83,15 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
     if dialect == "postgresql":
         substring = text(f"{PG_SEARCH_TEXT} ILIKE :lt_q ESCAPE '\\'").bindparams(lt_q=_like_pattern(q))
         return or_(substring, _event_id_prefix(q))
-    if len(q) >= 3 and not (session is not None and _is_common(session, q)):
+    if _indexable(q) and not (session is not None and _is_common(session, q)):
         # Rows above the insert watermark (another tool's, not indexed yet) are scanned,
         # inside the subquery: an OR term without an index would turn the whole filter into a scan.
         matches = text(
-            "SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_q UNION ALL "
-            "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark) "
-            "AND (run_id LIKE :lt_like ESCAPE '\\' OR error_summary LIKE :lt_like ESCAPE '\\')"
-        ).bindparams(lt_q=_phrase(q), lt_like=_like_pattern(q))
-        return or_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _event_id_prefix(q))
+            f"{INDEXED_MATCHES} UNION ALL "
+            "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
+        ).bindparams(lt_raw=_raw_pattern(q))
+        indexed = and_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _substring(q))
+        return or_(indexed, _event_id_prefix(q))
     return or_(_substring(q), _event_id_prefix(q))
 
 

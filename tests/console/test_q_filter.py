@@ -95,8 +95,7 @@ def _write_directly(settings, sql: str, *params) -> None:
 
 def _indexed(db, q: str) -> list[int]:
     with db.read() as session:
-        return sorted(session.connection().exec_driver_sql(
-            "SELECT rowid FROM runs_search WHERE runs_search MATCH ?", (search._phrase(q),)).scalars())
+        return search.indexed_matches(session, q)
 
 
 def _search_index_is_consistent(db) -> None:
@@ -141,3 +140,15 @@ def test_another_tools_update_and_delete_of_unindexed_rows_keep_the_index_whole(
     assert matches(seeded, "renamed") == ["ext-0", "ext-2"]
     assert _indexed(seeded, "renamed") != []
     assert matches(seeded, "outside") == []
+
+
+def test_a_run_holding_every_trigram_of_the_term_but_not_the_term_does_not_match(client, db):
+    # The index keeps which runs hold a trigram, not where: "abcd" has abc and bcd, so has "abcXbcd".
+    lines = [line("run_ended", "2026-01-12T10:00:00Z", {"status": "failure", "error_summary": error},
+                  event_id=f"t{i}", run_id=run_id)
+             for i, (run_id, error) in enumerate([("abcXbcd", "said twice"), ("xxABCDyy", "said it twice")])]
+    client.post("/api/v1/ingest", json=lines)
+    assert matches(db, "abcd") == ["t1"]
+    assert matches(db, "said%twice") == []
+    assert matches(db, "said_it") == []
+    assert matches(db, "d it t") == ["t1"]
