@@ -138,7 +138,6 @@ def main() -> int:
     parser.add_argument("--skip-console", action="store_true", help="the ceiling alone")
     args = parser.parse_args()
     stops = sorted(int(s) for s in args.stored.split(","))
-    rng = random.Random(7)
     tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     from console.core.settings import load_settings
     from console.store import migrate
