@@ -20,13 +20,12 @@ import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from console.store.models import agent_runs
+from console.core.timeutil import format_utc
 
 WINDOW = timedelta(hours=24)
-c = agent_runs.c
 
 
 @dataclass(frozen=True)
@@ -41,34 +40,40 @@ _counts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> _C
 _lock = threading.Lock()
 
 
-def _scalar(session: Session, query) -> int:
-    return int(session.execute(query).scalar_one() or 0)
+# Where the runs stand: the newest id and the rollups' all-time total.
+_POSITION = text("SELECT (SELECT max(id) FROM agent_runs), (SELECT sum(runs) FROM run_rollup_totals)")
+# Since the last answer: the runs inserted, those of them in the window, and the runs
+# counted then that have left the window since (created_at between the two starts).
+_CHANGES = text(
+    "SELECT (SELECT count(*) FROM agent_runs WHERE id > :last AND id <= :through), "
+    "(SELECT count(*) FROM agent_runs WHERE id > :last AND id <= :through AND created_at >= :since), "
+    "(SELECT count(*) FROM agent_runs WHERE created_at >= :last_since AND created_at < :since AND id <= :last)"
+)
+_AFRESH = text("SELECT count(*) FROM agent_runs WHERE created_at >= :since AND id <= :through")
 
 
 def recent_runs(session: Session, now: datetime) -> int:
     """Runs whose created_at is within the 24 hours before `now` (or later)."""
     engine = session.get_bind()
+    stamp = _stamp_for(engine.dialect.name)
     since = now - WINDOW
-    through = _scalar(session, select(func.max(c.id)))
-    total = _scalar(session, text("SELECT sum(runs) FROM run_rollup_totals"))
+    through, total = (int(v or 0) for v in session.execute(_POSITION).one())
     with _lock:
         last = _counts.get(engine)
-    if last is None or since < last.since or through < last.through_id:
-        runs = _count_afresh(session, since, through)
-    else:
-        added = _scalar(session, select(func.count()).where(c.id > last.through_id, c.id <= through))
-        if total - last.total != added:  # something was deleted
-            runs = _count_afresh(session, since, through)
-        else:
-            new = _scalar(session, select(func.count()).where(c.id > last.through_id, c.id <= through,
-                                                              c.created_at >= since))
-            left = _scalar(session, select(func.count()).where(
-                and_(c.created_at >= last.since, c.created_at < since, c.id <= last.through_id)))
+    runs = None
+    if last is not None and since >= last.since and through >= last.through_id:
+        added, new, left = session.execute(_CHANGES, {
+            "last": last.through_id, "through": through, "since": stamp(since), "last_since": stamp(last.since),
+        }).one()
+        if total - last.total == added:  # else something was deleted: count afresh
             runs = last.runs + new - left
+    if runs is None:
+        runs = session.execute(_AFRESH, {"since": stamp(since), "through": through}).scalar_one()
     with _lock:
         _counts[engine] = _Count(through, total, since, runs)
     return runs
 
 
-def _count_afresh(session: Session, since: datetime, through: int) -> int:
-    return _scalar(session, select(func.count()).where(c.created_at >= since, c.id <= through))
+def _stamp_for(dialect: str):
+    """Times as the dialect compares them: SQLite stores fixed UTC text."""
+    return format_utc if dialect == "sqlite" else (lambda value: value)

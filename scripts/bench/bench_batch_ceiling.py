@@ -6,7 +6,9 @@
 One client, sequential, `--batch` records per request, random uuid4 event_ids
 and run_ids (as the older tool's clients make them). Both sides are SQLite with
 journal DELETE / synchronous FULL, and both are filled to each `--stored` count
-with the same kind of records (untimed) before `--measure` records are timed:
+with the same records (untimed); then `--measure` records are timed, request by
+request, the two sides taking turns, so that the machine's changing load meets
+both alike:
 
 - the ceiling: `json.loads` of each request's body, then one `sqlite3`
   `executemany` into the older tool's v7 schema (tests/fixtures/legacy_v7.sql, its
@@ -15,7 +17,7 @@ with the same kind of records (untimed) before `--measure` records are timed:
   over one keep-alive connection; every answer is checked (201, all inserted).
 
 It prints records/s, the p50 per request, and the console's figure as a ratio of
-the ceiling measured in the same run.
+the ceiling measured in the same stretch.
 """
 
 from __future__ import annotations
@@ -155,23 +157,31 @@ def main() -> int:
     if not args.skip_console:
         targets["console (POST /api/v1/runs/batch)"] = lambda: Console(console_file, tmp)
     results: dict[tuple[str, int], tuple[float, float]] = {}
+    live = {}
     try:
         for label, make in targets.items():
-            print(f"... {label}", file=sys.stderr, flush=True)
-            target, stored = make(), 0
-            try:
-                for stop in stops:
-                    # The same seed on both sides: the same records, filled then timed.
-                    fill = make_bodies(stored, stop - stored, args.batch, random.Random(stop))
-                    drive(target, fill)
-                    timed = make_bodies(stop, args.measure, args.batch, random.Random(-stop))
-                    wall, latencies = drive(target, timed)
-                    results[(label, stop)] = (args.measure / wall, statistics.median(latencies) * 1000)
-                    stored = stop + args.measure
-                    print(f"    {stop:>9} stored: {args.measure / wall:,.0f} records/s", file=sys.stderr, flush=True)
-            finally:
-                if hasattr(target, "close"):
-                    target.close()
+            live[label] = make()
+        stored = 0
+        for stop in stops:
+            # The same records on both sides: filled (untimed), then timed body by body, the
+            # two sides alternating, so that a change in the machine's load meets both alike.
+            fill = make_bodies(stored, stop - stored, args.batch, random.Random(stop))
+            for label, target in live.items():
+                print(f"... {label}: filling to {stop:,}", file=sys.stderr, flush=True)
+                drive(target, fill)
+            timed = make_bodies(stop, args.measure, args.batch, random.Random(-stop))
+            latencies: dict[str, list[float]] = {label: [] for label in live}
+            for target in live.values():
+                if hasattr(target, "reconnect"):
+                    target.reconnect()
+            for body in timed:
+                for label, target in live.items():
+                    before = time.perf_counter()
+                    target.post(body)
+                    latencies[label].append(time.perf_counter() - before)
+            for label, spent in latencies.items():
+                results[(label, stop)] = (args.measure / sum(spent), statistics.median(spent) * 1000)
+            stored = stop + args.measure
         print(f"\n{args.batch} records per request, one client, uuid4 ids, SQLite DELETE/FULL; {os.cpu_count()} CPUs")
         print(f"{'stored':>9}  {'target':<40} {'records/s':>10} {'p50 ms':>7} {'x ceiling':>9}")
         ceiling_label = next(iter(targets))
@@ -179,6 +189,9 @@ def main() -> int:
             ratio = rate / results[(ceiling_label, stop)][0]
             print(f"{stop:>9}  {label:<40} {rate:>10,.0f} {p50:>7.1f} {ratio:>9.2f}")
     finally:
+        for target in live.values():
+            if hasattr(target, "close"):
+                target.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
