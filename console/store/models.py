@@ -107,7 +107,9 @@ RUN_INDEXES = [
     Index("idx_runs_created_desc", agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_status_created", agent_runs.c.agent_name, agent_runs.c.status, agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_created", agent_runs.c.agent_name, agent_runs.c.created_at.desc()),
-    Index("idx_runs_job_type", agent_runs.c.job_type, agent_runs.c.created_at.desc()),
+    # job_type, host and environment go on with status (migration 0016): the runs page counts
+    # a filter's runs per status from the index alone.
+    Index("idx_runs_job_type", agent_runs.c.job_type, agent_runs.c.created_at.desc(), agent_runs.c.status),
     Index("idx_runs_parent_run", agent_runs.c.parent_run_id, **_without_nulls(agent_runs.c.parent_run_id)),
     Index("idx_runs_commit", agent_runs.c.git_commit_hash, **_without_nulls(agent_runs.c.git_commit_hash)),
     Index(
@@ -121,9 +123,10 @@ RUN_INDEXES = [
         "idx_runs_environment_created",
         agent_runs.c.environment,
         agent_runs.c.created_at.desc(),
+        agent_runs.c.status,
         **_without_nulls(agent_runs.c.environment),
     ),
-    Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc()),
+    Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc(), agent_runs.c.status),
     Index("idx_runs_run_id", agent_runs.c.run_id),
     Index(
         "idx_runs_running_last_seen",
