@@ -4,13 +4,13 @@ A run matches when `q` is a substring of its run_id or error_summary
 (case-insensitive for ASCII), or a prefix of its event_id (exact case).
 
 SQLite: the FTS5 trigram table `runs_search` (migrations 0006, 0016) keeps, per
-trigram, the rows that hold it (`detail=none`: not where, which made each insert a
-third as costly). For 3 characters or more, `run_id LIKE '%q%'` on it reads the
-rows holding every trigram of q, and SQLite checks the substring on each of those
-(FTS5 leaves that check to it); the same LIKE with q's own `%` and `_` escaped then
-checks the run itself. Terms without 3 characters in a row outside `%` and `_`
-fall back to LIKE on agent_runs (a scan, stopped early by LIMIT). Rows above the insert watermark (console/store/watermark.py:
-inserted by another tool since the console last wrote) are not indexed yet and are scanned.
+trigram, the rows that hold it (`detail=none`: not where, nor in which column,
+which costs an insert a third of what positions would). For 3 characters or more,
+the index names the rows holding every trigram of q (`trigram_terms`), and the
+LIKE on agent_runs checks the substring on each of those rows. Shorter terms
+fall back to LIKE on agent_runs (a scan, stopped early by LIMIT). Rows above the
+insert watermark (console/store/watermark.py: inserted by another tool since the
+console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
@@ -18,7 +18,6 @@ every insert, and the unique index on event_id answers a prefix.
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 from sqlalchemy import ColumnElement, Integer, and_, column, literal, or_, text
@@ -45,33 +44,33 @@ def _event_id_prefix(q: str) -> ColumnElement[bool]:
 COMMON_MATCHES = 2000
 
 
-# The rows of runs_search holding q as a substring of either column. FTS5 answers a
-# LIKE only without ESCAPE: q's own `%` and `_` stay wildcards here (more rows, never
-# fewer), and the escaped LIKE on agent_runs settles them.
-INDEXED_MATCHES = (
-    "SELECT rowid FROM runs_search WHERE run_id LIKE :lt_raw UNION "
-    "SELECT rowid FROM runs_search WHERE error_summary LIKE :lt_raw"
-)
+# Trigrams of q asked of the index, at most: enough to make the candidates few, while a
+# long q (up to 1,000 characters) does not become a thousand-term query.
+MAX_TRIGRAMS = 12
+INDEXED_CANDIDATES = "SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_terms"
 
 
-def _raw_pattern(q: str) -> str:
-    return f"%{q}%"
+def trigram_terms(q: str) -> str:
+    """An FTS5 query for the rows holding every trigram of q (3 characters or more) in either
+    column: each trigram one quoted term, so `%`, `_` and quotes in q are plain text.
+
+    With `detail=none` the index cannot say where a trigram is, nor in which column: the
+    rows it names are candidates, and the caller checks the substring on each."""
+    grams = list(dict.fromkeys(q[i : i + 3] for i in range(len(q) - 2)))
+    if len(grams) > MAX_TRIGRAMS:
+        step = (len(grams) - 1) / (MAX_TRIGRAMS - 1)
+        grams = [grams[round(i * step)] for i in range(MAX_TRIGRAMS)]
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
-def _indexable(q: str) -> bool:
-    """True when q holds 3 characters in a row outside `%` and `_`: trigrams FTS5 can look up
-    (without one it would read every row)."""
-    return any(len(piece) >= 3 for piece in re.split("[%_]", q))
-
-
-def indexed_matches(session: Session, q: str) -> list[int]:
-    """The ids of the indexed runs holding q (3 characters or more, no `%` or `_`) in run_id or error_summary."""
-    return sorted(session.execute(text(INDEXED_MATCHES), {"lt_raw": _raw_pattern(q)}).scalars())
+def indexed_candidates(session: Session, q: str) -> list[int]:
+    """The ids of the indexed runs holding every trigram of q (3 characters or more) in run_id or error_summary."""
+    return sorted(session.execute(text(INDEXED_CANDIDATES), {"lt_terms": trigram_terms(q)}).scalars())
 
 
 def _is_common(session: Session, q: str) -> bool:
-    probe = text(f"SELECT count(*) FROM ({INDEXED_MATCHES} LIMIT :n)")
-    return session.execute(probe, {"lt_raw": _raw_pattern(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
+    probe = text(f"SELECT count(*) FROM ({INDEXED_CANDIDATES} LIMIT :n)")
+    return session.execute(probe, {"lt_terms": trigram_terms(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
 
 
 def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnElement[bool]:
@@ -83,13 +82,13 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
     if dialect == "postgresql":
         substring = text(f"{PG_SEARCH_TEXT} ILIKE :lt_q ESCAPE '\\'").bindparams(lt_q=_like_pattern(q))
         return or_(substring, _event_id_prefix(q))
-    if _indexable(q) and not (session is not None and _is_common(session, q)):
+    if len(q) >= 3 and not (session is not None and _is_common(session, q)):
         # Rows above the insert watermark (another tool's, not indexed yet) are scanned,
         # inside the subquery: an OR term without an index would turn the whole filter into a scan.
         matches = text(
-            f"{INDEXED_MATCHES} UNION ALL "
+            f"{INDEXED_CANDIDATES} UNION ALL "
             "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
-        ).bindparams(lt_raw=_raw_pattern(q))
+        ).bindparams(lt_terms=trigram_terms(q))
         indexed = and_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _substring(q))
         return or_(indexed, _event_id_prefix(q))
     return or_(_substring(q), _event_id_prefix(q))

@@ -95,7 +95,7 @@ def _write_directly(settings, sql: str, *params) -> None:
 
 def _indexed(db, q: str) -> list[int]:
     with db.read() as session:
-        return search.indexed_matches(session, q)
+        return search.indexed_candidates(session, q)
 
 
 def _search_index_is_consistent(db) -> None:
@@ -152,3 +152,13 @@ def test_a_run_holding_every_trigram_of_the_term_but_not_the_term_does_not_match
     assert matches(db, "said%twice") == []
     assert matches(db, "said_it") == []
     assert matches(db, "d it t") == ["t1"]
+
+
+def test_a_long_term_asks_the_index_for_a_few_of_its_trigrams_and_still_matches_exactly(client, db):
+    long_id = "x" * 10 + "-".join(f"{n:04d}" for n in range(200))
+    lines = [line("run_started", "2026-01-12T10:00:00Z", event_id=f"l{i}", run_id=run_id)
+             for i, run_id in enumerate([long_id, long_id[:-1] + "Z"])]
+    client.post("/api/v1/ingest", json=lines)
+    assert search.trigram_terms(long_id).count(" AND ") == search.MAX_TRIGRAMS - 1
+    assert matches(db, long_id) == ["l0"]
+    assert matches(db, long_id[5:900]) == ["l0", "l1"]
