@@ -277,7 +277,9 @@ def list_runs(
     conditions = filter_conditions(session, filters)
     if cursor:
         created, row_id = decode_cursor(cursor)
-        conditions.append(or_(c.created_at < created, and_(c.created_at == created, c.id < row_id)))
+        # The bound on created_at alone is a range of the index the page rides; the OR
+        # only settles ties (written as one OR, the planner read the index from its head).
+        conditions.append(and_(c.created_at <= created, or_(c.created_at < created, c.id < row_id)))
         offset = 0
     query = select(agent_runs).where(*conditions).order_by(c.created_at.desc(), c.id.desc())
     query = query.limit(limit + 1).offset(offset or None)
