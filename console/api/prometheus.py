@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from console.alerts import incidents as alert_incidents
 from console.core.timeutil import utcnow
+from console.domain.recent_runs import recent_runs
 from console.domain.stale import silent_since
 from console.domain.stats import all_time_histogram, percentile, totals_by_agent
 from console.jobs.history import job_metrics
@@ -30,9 +31,7 @@ def usage(session: Session, *, now: Optional[datetime] = None) -> dict[str, Any]
     now = now or utcnow()
     totals = totals_by_agent(session)
     agents = {name: sum(by_status.values()) for name, by_status in sorted(totals.items())}
-    recent = session.execute(
-        select(func.count()).select_from(agent_runs).where(agent_runs.c.created_at >= now - timedelta(hours=24))
-    ).scalar_one()
+    recent = recent_runs(session, now)
     histogram = all_time_histogram(session)
     finished = sum(n for by_status in totals.values() for s, n in by_status.items() if s != "running")
     success = sum(by_status.get("success", 0) for by_status in totals.values())

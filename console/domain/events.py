@@ -54,7 +54,8 @@ def list_events(
     query = select(e.id, e.event_type, e.timestamp, e.payload_json).where(e.event_id == event_id)
     if cursor:
         stamp, row_id = decode_cursor(cursor)
-        query = query.where(or_(e.timestamp > stamp, and_(e.timestamp == stamp, e.id > row_id)))
+        # A range on the index first; the OR only settles ties (see runs.list_runs).
+        query = query.where(and_(e.timestamp >= stamp, or_(e.timestamp > stamp, e.id > row_id)))
     rows = session.execute(query.order_by(e.timestamp, e.id).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,13 +20,21 @@ INTERNAL_COLUMNS = {"last_seen_at", "last_heartbeat_at", "stale_marked_at", "sta
 def run_values(record: RunCreate, now: datetime | None = None) -> dict[str, Any]:
     """Column values for inserting `record` (defaults filled in, status canonical)."""
     now = now or utcnow()
-    values = dict(record.__dict__)  # the validated fields, as model_dump() gives them, without its cost
+    values = record.__dict__.copy()  # the validated fields, as model_dump() gives them, without its cost
     values["api_posted"] = 1 if record.api_posted else 0
     values["created_at"] = record.created_at or now
     values["updated_at"] = now
     values["schema_version"] = 7
     values["last_seen_at"] = record.end_time or record.start_time if record.status != "running" else record.start_time
+    if _all_columns(type(record)):
+        return values  # a third of the cost of picking the columns again, per run of a batch
     return {key: values[key] for key in _value_columns(values)}
+
+
+@functools.cache
+def _all_columns(model: type) -> bool:
+    """True when every field of the model is a column (then its values need no picking)."""
+    return set(model.model_fields) <= set(RUN_COLUMNS)
 
 
 _VALUE_COLUMNS: dict[frozenset, list[str]] = {}

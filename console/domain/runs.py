@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import and_, delete, or_, select, text, update
+from sqlalchemy import Integer, and_, column, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, parse_timestamp, utcnow
@@ -291,7 +291,9 @@ def list_runs(
     conditions = filter_conditions(session, filters)
     if cursor:
         created, row_id = decode_cursor(cursor)
-        conditions.append(or_(c.created_at < created, and_(c.created_at == created, c.id < row_id)))
+        # The bound on created_at alone is a range of the index the page rides; the OR
+        # only settles ties (written as one OR, the planner read the index from its head).
+        conditions.append(and_(c.created_at <= created, or_(c.created_at < created, c.id < row_id)))
         offset = 0
     query = select(agent_runs).where(*conditions).order_by(c.created_at.desc(), c.id.desc())
     query = query.limit(limit + 1).offset(offset or None)
@@ -301,6 +303,19 @@ def list_runs(
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1])
     return rows, next_cursor
+
+
+def latest_run_per_agent(session: Session) -> dict[str, Mapping[str, Any]]:
+    """Each agent's newest run (created_at, then id), in one statement: a loose scan of
+    the agent names, one probe of `idx_runs_agent_created` per name."""
+    sql = text(
+        "WITH RECURSIVE v(x) AS (SELECT min(agent_name) FROM agent_runs UNION ALL "
+        "SELECT (SELECT min(agent_name) FROM agent_runs WHERE agent_name > v.x) FROM v WHERE v.x IS NOT NULL) "
+        "SELECT (SELECT id FROM agent_runs WHERE agent_name = v.x ORDER BY created_at DESC, id DESC LIMIT 1) "
+        "FROM v WHERE v.x IS NOT NULL"
+    )
+    newest = select(agent_runs).where(c.id.in_(sql.columns(column("id", Integer))))
+    return {row["agent_name"]: row for row in session.execute(newest).mappings()}
 
 
 # ---------------------------------------------------------------- change

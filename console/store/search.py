@@ -3,11 +3,14 @@
 A run matches when `q` is a substring of its run_id or error_summary
 (case-insensitive for ASCII), or a prefix of its event_id (exact case).
 
-SQLite: the FTS5 trigram table `runs_search` (migration 0006) answers the substring
-for 3 characters or more as a phrase query (exact from the index: no row is read
-to check it); a term too common to be worth the index is a LIKE scan newest-first,
-stopped early by LIMIT. A shorter `q` is refused (MIN_QUERY_CHARS). Rows above the insert watermark (console/store/watermark.py: inserted
-by another tool since the console last wrote) are not indexed yet and are scanned.
+SQLite: the FTS5 trigram table `runs_search` (migrations 0006, 0016) keeps, per
+trigram, the rows that hold it (`detail=none`: not where, nor in which column,
+which costs an insert a third of what positions would). For 3 characters or more,
+the index names the rows holding every trigram of q (`trigram_terms`), and the
+LIKE on agent_runs checks the substring on each of those rows. A shorter q is
+refused (MIN_QUERY_CHARS). Rows above the
+insert watermark (console/store/watermark.py: inserted by another tool since the
+console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
@@ -44,13 +47,33 @@ def _event_id_prefix(q: str) -> ColumnElement[bool]:
 COMMON_MATCHES = 2000
 
 
-def _phrase(q: str) -> str:
-    return '"' + q.replace('"', '""') + '"'
+# Trigrams of q asked of the index, at most: enough to make the candidates few, while a
+# long q (up to 1,000 characters) does not become a thousand-term query.
+MAX_TRIGRAMS = 12
+INDEXED_CANDIDATES = "SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_terms"
+
+
+def trigram_terms(q: str) -> str:
+    """An FTS5 query for the rows holding every trigram of q (3 characters or more) in either
+    column: each trigram one quoted term, so `%`, `_` and quotes in q are plain text.
+
+    With `detail=none` the index cannot say where a trigram is, nor in which column: the
+    rows it names are candidates, and the caller checks the substring on each."""
+    grams = list(dict.fromkeys(q[i : i + 3] for i in range(len(q) - 2)))
+    if len(grams) > MAX_TRIGRAMS:
+        step = (len(grams) - 1) / (MAX_TRIGRAMS - 1)
+        grams = [grams[round(i * step)] for i in range(MAX_TRIGRAMS)]
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+
+def indexed_candidates(session: Session, q: str) -> list[int]:
+    """The ids of the indexed runs holding every trigram of q (3 characters or more) in run_id or error_summary."""
+    return sorted(session.execute(text(INDEXED_CANDIDATES), {"lt_terms": trigram_terms(q)}).scalars())
 
 
 def _is_common(session: Session, q: str) -> bool:
-    probe = text("SELECT count(*) FROM (SELECT 1 FROM runs_search WHERE runs_search MATCH :p LIMIT :n)")
-    return session.execute(probe, {"p": _phrase(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
+    probe = text(f"SELECT count(*) FROM ({INDEXED_CANDIDATES} LIMIT :n)")
+    return session.execute(probe, {"lt_terms": trigram_terms(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
 
 
 def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnElement[bool]:
@@ -68,11 +91,11 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
         # Rows above the insert watermark (another tool's, not indexed yet) are scanned,
         # inside the subquery: an OR term without an index would turn the whole filter into a scan.
         matches = text(
-            "SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_q UNION ALL "
-            "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark) "
-            "AND (run_id LIKE :lt_like ESCAPE '\\' OR error_summary LIKE :lt_like ESCAPE '\\')"
-        ).bindparams(lt_q=_phrase(q), lt_like=_like_pattern(q))
-        return or_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _event_id_prefix(q))
+            f"{INDEXED_CANDIDATES} UNION ALL "
+            "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
+        ).bindparams(lt_terms=trigram_terms(q))
+        indexed = and_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _substring(q))
+        return or_(indexed, _event_id_prefix(q))
     return or_(_substring(q), _event_id_prefix(q))
 
 

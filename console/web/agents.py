@@ -30,18 +30,17 @@ def agents_page():
     hosts = current_app.config["SETTINGS"].git_hosts
     reconcile.ensure_fresh(_db())  # the figures come from the rollups: catch them up first
     with _db().read() as session:
-        names = runs.distinct_values(session, "agent_name")
+        latest = runs.latest_run_per_agent(session)
         day = stats.run_stats(session, since=now - timedelta(hours=24), now=now)["agents"]
         week = stats.run_stats(session, since=now - timedelta(days=7), now=now)["agents"]
         first_day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=CHART_DAYS - 1)
         month = stats.run_stats(session, since=first_day, bucket="day", now=now)["agents"]
         incidents = open_incidents_by_agent(session)
         agents = []
-        for name in names:
-            last, _cursor = runs.list_runs(session, runs.RunFilters(agent_name=name), limit=1)
+        for name in sorted(latest):
             agents.append({
                 "name": name,
-                "last_run": run_to_dict(last[0], hosts) if last else None,
+                "last_run": run_to_dict(latest[name], hosts),
                 "day": day.get(name),
                 "week": week.get(name),
                 "incidents": incidents.get(name, []),

@@ -22,8 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import text  # noqa: E402
+
 from console.app import create_app  # noqa: E402
 from console.core.settings import load_settings  # noqa: E402
+from console.core.timeutil import parse_timestamp  # noqa: E402
 from console.domain import runs, stats  # noqa: E402
 from console.domain.validation import RunCreate  # noqa: E402
 from console.store import migrate  # noqa: E402
@@ -62,6 +65,19 @@ def fill(app, total: int, batch: int = 5000) -> None:
             print(f"  {done:,} runs ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
+def sample(session) -> tuple[str, str, str, str]:
+    """From the file (this script's fill or seed_runs.py's): the busiest agent, a job type, a
+    piece of a run_id from the middle of the set for `q`, and a cursor there."""
+    agent = session.execute(text(
+        "SELECT agent_name FROM run_rollup_totals GROUP BY agent_name ORDER BY sum(runs) DESC LIMIT 1")).scalar_one()
+    job = session.execute(text("SELECT min(job_type) FROM agent_runs")).scalar_one()
+    middle = session.execute(text(
+        "SELECT id, run_id, created_at FROM agent_runs WHERE id >= (SELECT max(id) / 2 FROM agent_runs) "
+        "ORDER BY id LIMIT 1")).mappings().one()
+    cursor = runs.encode_cursor({"id": middle["id"], "created_at": parse_timestamp(middle["created_at"])})
+    return agent, job, middle["run_id"][-8:], cursor
+
+
 def measure(client, path: str, repeat: int) -> tuple[float, float, float, int]:
     client.get(path)  # warm caches and the statement cache
     times = []
@@ -90,10 +106,11 @@ def main() -> int:
     client = app.test_client()
     with app.extensions["telemetry_db"].read() as session:
         newest, cursor = runs.list_runs(session, runs.RunFilters(), limit=50)
+        agent, job, q, deep = sample(session)
     paths = [
-        "/", "/?agent=agent-07", "/?status=failure", "/?job_type=review", "/?range=24h",
-        "/?agent=agent-07&status=failure&range=7d", f"/?cursor={cursor}", "/?q=run-0099",
-        "/runs/counts?q=run-0099", "/runs/counts?job_type=review", f"/runs/{newest[0]['event_id']}",
+        "/", f"/?agent={agent}", "/?status=failure", f"/?job_type={job}", "/?range=24h",
+        f"/?agent={agent}&status=failure&range=7d", f"/?cursor={cursor}", f"/?cursor={deep}", f"/?q={q}",
+        f"/runs/counts?q={q}", f"/runs/counts?job_type={job}", f"/runs/{newest[0]['event_id']}",
         "/stale", "/agents",
     ]
     for path in paths:  # warm up, then freeze what is loaded, as a gunicorn worker does

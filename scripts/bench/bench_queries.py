@@ -13,6 +13,7 @@ round trip (about 0.1 ms here), so an upper bound of the server's own time.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -147,16 +148,17 @@ def queries(sample: dict) -> list[tuple[str, list[str], dict]]:
     hour = lambda h: (now - timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     runs = "/api/v1/runs?"
     return [
+        ("/health (the floor: server and round trip)", ["/health"], {}),
         ("runs limit=100", [runs + "limit=100"], {}),
-        ("runs agent_name", [runs + urlencode({"agent_name": a, "limit": 100}) for a in AGENTS], {}),
+        ("runs agent_name", [runs + urlencode({"agent_name": a, "limit": 100}) for a in sample["agents"]], {}),
         ("runs status", [runs + urlencode({"status": s, "limit": 100}) for s in ("failure", "running", "timeout")], {}),
-        ("runs job_type", [runs + urlencode({"job_type": j, "limit": 100}) for j in JOB_TYPES], {}),
+        ("runs job_type", [runs + urlencode({"job_type": j, "limit": 100}) for j in sample["job_types"]], {}),
         ("runs parent_run_id", [runs + urlencode({"parent_run_id": p}) for p in sample["parents"]], {}),
-        ("runs environment", [runs + urlencode({"environment": e, "limit": 100}) for e in ENVIRONMENTS], {}),
-        ("runs host", [runs + urlencode({"host": h, "limit": 100}) for h in HOSTS[:10]], {}),
+        ("runs environment", [runs + urlencode({"environment": e, "limit": 100}) for e in sample["environments"]], {}),
+        ("runs host", [runs + urlencode({"host": h, "limit": 100}) for h in sample["hosts"]], {}),
         (
             "runs agent_name+status",
-            [runs + urlencode({"agent_name": a, "status": "failure", "limit": 100}) for a in AGENTS],
+            [runs + urlencode({"agent_name": a, "status": "failure", "limit": 100}) for a in sample["agents"]],
             {},
         ),
         (
@@ -176,9 +178,10 @@ def queries(sample: dict) -> list[tuple[str, list[str], dict]]:
             {},
         ),
         ("runs offset=5000", [runs + "limit=100&offset=5000"], {}),
+        ("runs cursor (deep in the set)", [runs + urlencode({"cursor": c, "limit": 100}) for c in sample["cursors"]], {}),
         (
             "runs q (run_id substring)",
-            [runs + urlencode({"q": f"run-{n}", "limit": 100}) for n in sample["numbers"]],
+            [runs + urlencode({"q": r, "limit": 100}) for r in sample["run_id_parts"]],
             {},
         ),
         ("runs q (error text)", [runs + urlencode({"q": e.split()[0], "limit": 100}) for e in ERRORS], {}),
@@ -191,7 +194,13 @@ def queries(sample: dict) -> list[tuple[str, list[str], dict]]:
         ("stats (30 days, by hour)", ["/api/v1/stats?" + urlencode({"since": hour(24 * 30), "bucket": "hour"})], {}),
         (
             "stats (all time, one agent)",
-            ["/api/v1/stats?" + urlencode({"since": "2000-01-01", "agent_name": a}) for a in AGENTS[:5]],
+            ["/api/v1/stats?" + urlencode({"since": "2000-01-01", "agent_name": a}) for a in sample["agents"][:5]],
+            {},
+        ),
+        (
+            "stats (one agent, 30 days, by hour)",
+            ["/api/v1/stats?" + urlencode({"since": hour(24 * 30), "bucket": "hour", "agent_name": a})
+             for a in sample["agents"][:5]],
             {},
         ),
         ("runs/stale", ["/api/v1/runs/stale"], {}),
@@ -200,12 +209,49 @@ def queries(sample: dict) -> list[tuple[str, list[str], dict]]:
     ]
 
 
+def sample_values(path: Path) -> dict[str, list[str]]:
+    """Values to filter by, read from the file (this script's fill, or seed_runs.py's)."""
+    conn = sqlite3.connect(path)
+    rng = random.Random(5)
+    (highest,) = conn.execute("SELECT max(id) FROM agent_runs").fetchone()
+    some = [rng.randrange(1, highest + 1) for _ in range(20)]
+
+    def distinct(column: str) -> list[str]:
+        # A loose index scan, as the metadata endpoint does: one probe per value.
+        return [r[0] for r in conn.execute(
+            f"WITH RECURSIVE v(x) AS (SELECT min({column}) FROM agent_runs UNION ALL SELECT (SELECT min({column}) "
+            f"FROM agent_runs WHERE {column} > v.x) FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")]
+
+    def at(sql: str) -> list:
+        return [row for i in some for row in conn.execute(sql, (i,))]
+
+    busiest = [r[0] for r in conn.execute(
+        "SELECT agent_name FROM run_rollup_totals GROUP BY agent_name ORDER BY sum(runs) DESC LIMIT 10")]
+    agents = distinct("agent_name")
+    sample = {
+        "agents": busiest[:5] + rng.sample(agents, min(5, len(agents))),
+        "job_types": distinct("job_type"),
+        "hosts": distinct("host")[:10],
+        "environments": distinct("environment"),
+        "event_ids": [r[0] for r in at("SELECT event_id FROM agent_runs WHERE id >= ? LIMIT 1")],
+        "parents": [r[0] for r in at(
+            "SELECT parent_run_id FROM agent_runs WHERE id >= ? AND parent_run_id IS NOT NULL LIMIT 1")],
+        # The end of a run_id: a substring, not a prefix.
+        "run_id_parts": [r[0][-10:] for r in at("SELECT run_id FROM agent_runs WHERE id >= ? LIMIT 1")],
+        # Keyset cursors (as the Link header carries them) at rows spread through the whole set.
+        "cursors": [base64.urlsafe_b64encode(json.dumps(list(r), separators=(",", ":")).encode()).decode().rstrip("=")
+                    for r in at("SELECT created_at, id FROM agent_runs WHERE id >= ? LIMIT 1")],
+    }
+    conn.close()
+    return sample
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--repeat", type=int, default=40)
-    parser.add_argument("--keep", type=Path, help="reuse / keep the filled file here")
+    parser.add_argument("--keep", type=Path, help="reuse / keep the filled file here (or seed_runs.py's file)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-queries-"))
@@ -227,18 +273,9 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "console", "rollups", "rebuild"], cwd=ROOT, env=env_base, check=True)
         print(f"filled {args.rows} rows in {filled:.1f} s; rollups rebuilt in {time.perf_counter() - started:.1f} s")
 
-    conn = sqlite3.connect(path)
-    sample = {
-        "event_ids": [r[0] for r in conn.execute("SELECT event_id FROM agent_runs ORDER BY random() LIMIT 20")],
-        "parents": [
-            r[0]
-            for r in conn.execute(
-                "SELECT parent_run_id FROM agent_runs WHERE parent_run_id IS NOT NULL ORDER BY random() LIMIT 20"
-            )
-        ],
-        "numbers": [random.randrange(args.rows) for _ in range(20)],
-    }
-    conn.close()
+    sample = sample_values(path)
+    with sqlite3.connect(path) as conn:
+        (stored,) = conn.execute("SELECT max(id) FROM agent_runs").fetchone()
 
     port = free_port()
     log = open(workdir / "console.log", "wb")
@@ -277,12 +314,12 @@ def main() -> None:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
     print(
-        f"\nSQLite, {args.rows} runs over {args.days} days, {args.repeat} requests per query, 1 worker; "
+        f"\nSQLite, {stored:,} runs, {args.repeat} requests per query, 1 worker; "
         f"ms per request (loopback, keep-alive)"
     )
-    print(f"{'query':<36} {'p50 ms':>8} {'p95 ms':>8} {'status':>8} {'bytes':>8}")
+    print(f"{'query':<44} {'p50 ms':>8} {'p95 ms':>8} {'status':>8} {'bytes':>8}")
     for label, p50, p95, statuses, size in rows_out:
-        print(f"{label:<36} {p50:>8.1f} {p95:>8.1f} {statuses:>8} {size:>8}")
+        print(f"{label:<44} {p50:>8.1f} {p95:>8.1f} {statuses:>8} {size:>8}")
     print(json.dumps({"file": str(path)}))
 
 

@@ -17,6 +17,10 @@ spends per request and the server's context switches per request:
 - the same with the console's access logger (console/server/access_log.py);
 - the console itself (`python -m console serve`, 1 worker, SQLite DELETE/FULL).
 
+Each row's `x free app` divides it by the free app under the console's worker with
+its access log (the console's own server doing no work), and the disk's bound is
+printed beside: raw `sqlite3` one-row transactions into the same migrated schema.
+
 Then, in this process, the console's request path with the commit stubbed out
 (Flask, validation, the answer): its CPU per request back to back, and with a
 pause of one commit between requests, as a request thread lives under load.
@@ -187,6 +191,34 @@ def request_path_cpu(tmp: Path, pause: float, count: int = 2000) -> float:
     return (time.thread_time() - started) / count * 1e6
 
 
+def raw_one_row_commits(template: Path, count: int = 500) -> float:
+    """The disk's bound: raw sqlite3 one-row transactions (DELETE / FULL) into a copy of the migrated file, per second."""
+    import shutil
+    import sqlite3
+
+    from console.domain.records import run_values
+    from console.domain.validation import RunCreate
+    from console.store.runstore import driver_rows
+
+    path = template.with_name("raw-one-row.sqlite")
+    shutil.copy(template, path)
+    rows = [run_values(RunCreate.model_validate(r)) for r in make_runs(count, seed=11)]
+    columns = list(rows[0])
+    params = driver_rows(rows, columns)
+    sql = f"INSERT INTO agent_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("PRAGMA synchronous = FULL")
+    started = time.perf_counter()
+    for row in params:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(sql, row)
+        conn.execute("COMMIT")
+    wall = time.perf_counter() - started
+    conn.close()
+    return count / wall
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=6000)
@@ -211,6 +243,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
     db = tmp / "console.sqlite"
     migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(db)}))
+    raw = raw_one_row_commits(db)
     env = {
         **os.environ,
         "TELEMETRY_SCHEDULER_ENABLED": "false",
@@ -237,9 +270,15 @@ def main() -> int:
         stop_console(proc)
 
     print(f"\n8 keep-alive clients, {args.requests} single POSTs per server; {os.cpu_count()} CPUs")
-    print(f"{'server':68} {'req/s':>7} {'server CPU us/req':>18} {'client CPU us/req':>18} {'switches/req':>13}")
+    # The console's own server: its worker with its access log, around an app that does nothing.
+    free = next(rate for label, rate, *_ in rows if "console's worker" in label and "the console's" in label)
+    print(f"{'server':68} {'req/s':>7} {'x free app':>10} {'server CPU us/req':>18} {'client CPU us/req':>18} "
+          f"{'switches/req':>13}")
     for label, rate, server_cpu, client_cpu, switches in rows:
-        print(f"{label:68} {rate:7.0f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
+        print(f"{label:68} {rate:7.0f} {rate / free:10.2f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
+    console_rate = rows[-1][1]
+    print(f"\nthe disk: raw sqlite3 one-row transactions (DELETE/FULL) {raw:.0f}/s; "
+          f"the console's single POSTs are x{console_rate / raw:.2f} of it (a group commit carries several runs)")
 
     back_to_back = request_path_cpu(tmp / "a", 0.0)
     paused = request_path_cpu(tmp / "b", args.commit_ms / 1000)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from console.core.timeutil import format_utc, utcnow
+from tests.console.conftest import run_body
 from tests.console.test_ingest import line
 
 
@@ -129,3 +130,41 @@ def test_metrics_stay_open_when_auth_is_on(env):
         assert client.post("/api/v1/ingest", json=[]).status_code == 401
     finally:
         app.extensions["telemetry_db"].dispose()
+
+
+def _count_in_window(db, now) -> int:
+    with db.read() as session:
+        return session.execute(sa.text("SELECT count(*) FROM agent_runs WHERE created_at >= :t"),
+                               {"t": format_utc(now - timedelta(hours=24)) if db.dialect == "sqlite"
+                                else now - timedelta(hours=24)}).scalar_one()
+
+
+def test_recent_24h_follows_inserts_deletes_and_the_sliding_window(client, db):
+    from console.api.prometheus import usage
+
+    start = utcnow()
+
+    def recent(now):
+        with db.read() as session:
+            return usage(session, now=now)["recent_24h"]
+
+    def post(i, created):
+        body = run_body(event_id=f"r{i}", created_at=format_utc(created))
+        assert client.post("/api/v1/runs/batch", json=[body]).status_code == 201
+
+    for i, hours_ago in enumerate([30, 23, 20, 10, 1]):
+        post(i, start - timedelta(hours=hours_ago))
+    steps = [start, start, start + timedelta(hours=2), start + timedelta(hours=5)]
+    for step, now in enumerate(steps):
+        assert recent(now) == _count_in_window(db, now), step
+    post(5, start + timedelta(hours=5))
+    post(6, start - timedelta(hours=40))  # created long ago: inserted, never in the window
+    now = start + timedelta(hours=6)
+    assert recent(now) == _count_in_window(db, now) == 3
+    assert client.delete("/api/v1/runs/r4").status_code == 204
+    assert recent(now) == _count_in_window(db, now) == 2
+    post(7, now)
+    assert client.delete("/api/v1/runs/r5").status_code == 204  # one in, one out: the total is unchanged
+    assert recent(now) == _count_in_window(db, now) == 2
+    # An earlier `now` (another worker's clock) is counted afresh.
+    assert recent(start) == _count_in_window(db, start) == 4

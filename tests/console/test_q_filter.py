@@ -53,11 +53,12 @@ def test_event_id_matches_by_prefix(seeded):
     assert matches(seeded, "0a1b2c3d-aaaa") == ["0a1b2c3d-aaaa"]
 
 
-def test_short_terms_and_wildcards_are_plain_text(seeded):
-    assert matches(seeded, "-4") == ["0a1b9999-bbbb"]
+def test_wildcards_are_plain_text_and_terms_under_three_characters_are_refused(seeded, client):
     assert matches(seeded, "100%") == ["0a1b9999-bbbb"]
-    assert matches(seeded, "%") == ["0a1b9999-bbbb"]
-    assert matches(seeded, "_") == []
+    assert matches(seeded, "9-b%") == []
+    for short in ("-4", "%", "_"):  # the trigram index cannot answer them without reading every run
+        answer = client.get("/api/v1/runs", query_string={"q": short})
+        assert answer.status_code == 422 and "at least 3 characters" in str(answer.get_json()["detail"])
 
 
 def test_a_common_term_is_answered_by_a_scan_with_the_same_result(seeded, monkeypatch):
@@ -95,8 +96,7 @@ def _write_directly(settings, sql: str, *params) -> None:
 
 def _indexed(db, q: str) -> list[int]:
     with db.read() as session:
-        return sorted(session.connection().exec_driver_sql(
-            "SELECT rowid FROM runs_search WHERE runs_search MATCH ?", (search._phrase(q),)).scalars())
+        return search.indexed_candidates(session, q)
 
 
 def _search_index_is_consistent(db) -> None:
@@ -141,3 +141,25 @@ def test_another_tools_update_and_delete_of_unindexed_rows_keep_the_index_whole(
     assert matches(seeded, "renamed") == ["ext-0", "ext-2"]
     assert _indexed(seeded, "renamed") != []
     assert matches(seeded, "outside") == []
+
+
+def test_a_run_holding_every_trigram_of_the_term_but_not_the_term_does_not_match(client, db):
+    # The index keeps which runs hold a trigram, not where: "abcd" has abc and bcd, so has "abcXbcd".
+    lines = [line("run_ended", "2026-01-12T10:00:00Z", {"status": "failure", "error_summary": error},
+                  event_id=f"t{i}", run_id=run_id)
+             for i, (run_id, error) in enumerate([("abcXbcd", "said twice"), ("xxABCDyy", "said it twice")])]
+    client.post("/api/v1/ingest", json=lines)
+    assert matches(db, "abcd") == ["t1"]
+    assert matches(db, "said%twice") == []
+    assert matches(db, "said_it") == []
+    assert matches(db, "d it t") == ["t1"]
+
+
+def test_a_long_term_asks_the_index_for_a_few_of_its_trigrams_and_still_matches_exactly(client, db):
+    long_id = "x" * 10 + "-".join(f"{n:04d}" for n in range(200))
+    lines = [line("run_started", "2026-01-12T10:00:00Z", event_id=f"l{i}", run_id=run_id)
+             for i, run_id in enumerate([long_id, long_id[:-1] + "Z"])]
+    client.post("/api/v1/ingest", json=lines)
+    assert search.trigram_terms(long_id).count(" AND ") == search.MAX_TRIGRAMS - 1
+    assert matches(db, long_id) == ["l0"]
+    assert matches(db, long_id[5:900]) == ["l0", "l1"]

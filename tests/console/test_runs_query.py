@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.console.conftest import post_run
+from tests.console.conftest import post_run, run_body
 
 
 def ids(response) -> list[str]:
@@ -147,3 +147,19 @@ def test_every_list_filter_rides_an_index(client, db, three_runs, backend, query
                 assert any(step.startswith("SEARCH agent_runs USING") for step in steps), steps
             else:
                 assert any(step.startswith("SCAN agent_runs USING INDEX") for step in steps), steps
+
+
+def test_latest_run_per_agent_is_the_newest_by_created_at_then_id(client, db):
+    from console.domain.runs import latest_run_per_agent
+
+    bodies = [
+        run_body(event_id="a-old", agent_name="a", created_at="2026-01-12T10:00:00Z"),
+        run_body(event_id="a-tie-1", agent_name="a", created_at="2026-01-12T11:00:00Z"),
+        run_body(event_id="a-tie-2", agent_name="a", created_at="2026-01-12T11:00:00Z"),
+        run_body(event_id="a-older-later", agent_name="a", created_at="2026-01-11T00:00:00Z"),
+        run_body(event_id="b-only", agent_name="b", created_at="2026-01-01T00:00:00Z"),
+    ]
+    assert client.post("/api/v1/runs/batch", json=bodies).json["inserted"] == 5
+    with db.read() as session:
+        latest = latest_run_per_agent(session)
+    assert {name: row["event_id"] for name, row in latest.items()} == {"a": "a-tie-2", "b": "b-only"}

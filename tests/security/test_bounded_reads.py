@@ -106,7 +106,7 @@ def read_answer(sock) -> tuple[int, dict, bytes]:
 def test_a_huge_content_length_is_answered_413_before_the_body_is_sent(console_server):
     for path in ("/api/v1/ingest", "/api/v1/runs/batch", "/login"):
         with socket.create_connection(("127.0.0.1", console_server.port), timeout=30) as sock:  # hang guard
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          f"Content-Length: {10**15}\r\n\r\n".encode())
             # Not one byte of the body is sent: the answer must come anyway.
             status, _headers, body = read_answer(sock)
@@ -121,7 +121,7 @@ def test_a_huge_content_length_is_answered_413_before_the_body_is_sent(console_s
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_chunked_body_is_cut_at_the_limit_with_a_413(console_server):
     with socket.create_connection(("127.0.0.1", console_server.port), timeout=60) as sock:  # hang guard
-        sock.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         sent = [0]
 
@@ -143,7 +143,7 @@ def test_a_chunked_body_is_cut_at_the_limit_with_a_413(console_server):
         assert not sender.is_alive()
         assert sent[0] < 200 * 1024 * 1024, "the server kept reading long past the limit"
     with socket.create_connection(("127.0.0.1", console_server.port), timeout=30) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_answer(sock)[0] == 200
 
 
@@ -159,8 +159,8 @@ def test_the_deferred_counts_say_why_a_filter_is_refused_as_a_page_and_a_partial
 def test_a_small_unread_body_keeps_the_connection_alive(console_server):
     with socket.create_connection(("127.0.0.1", console_server.port), timeout=30) as sock:  # hang guard
         body = b"x" * 1000
-        sock.sendall(b"POST /api/v1/no-such-route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /api/v1/no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 1000\r\n\r\n" + body)
         assert read_answer(sock)[0] == 404
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves the next request
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # the same connection serves the next request
         assert read_answer(sock)[0] == 200
