@@ -60,7 +60,7 @@ def test_delete_removes_run_and_events_and_is_audited(client, db):
         assert session.execute(select(run_events)).all() == []
         entries = session.execute(select(audit_log)).mappings().all()
     assert len(entries) == 1
-    assert (entries[0]["action"], entries[0]["event_id"], entries[0]["actor"]) == ("delete_run", body["event_id"], "api")
+    assert (entries[0]["action"], entries[0]["event_id"], entries[0]["actor"]) == ("delete_run", body["event_id"], "anonymous")
     assert client.delete(f"/api/v1/runs/{body['event_id']}").status_code == 404
 
 
