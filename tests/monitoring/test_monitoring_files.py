@@ -47,7 +47,7 @@ def test_promtool_accepts_the_exposition(client, db, promtool):
     families = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     assert {name for name, kind in families.items() if kind == "counter"} == {
         "telemetry_runs_started_total", "telemetry_runs_finished_total",
-        "telemetry_ingest_records_total", "telemetry_job_failures_total"}
+        "telemetry_ingest_records_total", "telemetry_job_failures_total", "telemetry_alert_notifications_total"}
     assert families["telemetry_runs"] == "gauge" and "telemetry_runs_total" not in families
 
 
