@@ -42,7 +42,8 @@ def assert_private(found: dict[str, int]) -> None:
 
 @pytest.mark.parametrize("journal", ["WAL", "DELETE"])
 def test_serve_and_backup_create_owner_only_files(tmp_path, default_umask, journal):
-    data = tmp_path / "data"  # does not exist yet: the console makes it, its state and backups beside the file
+    data = tmp_path / "data"  # does not exist yet: the console makes it
+    base = tmp_path / "base"  # the base directory wins for the console's own files: secret key, backups
     env = {"TELEMETRY_BASE_DIR": str(tmp_path / "base"), "TELEMETRY_DB_PATH": str(data / "telemetry.sqlite"),
            "TELEMETRY_SECRET_KEY": "", "TELEMETRY_API_PORT": str(free_port()), "TELEMETRY_DB_JOURNAL_MODE": journal}
     console = ConsoleProcess(env, tmp_path / "console.log")
@@ -53,8 +54,10 @@ def test_serve_and_backup_create_owner_only_files(tmp_path, default_umask, journ
         while_serving = modes(data)
         if journal == "WAL":
             assert {"telemetry.sqlite-wal", "telemetry.sqlite-shm"} <= set(while_serving), sorted(while_serving)
-        assert any(name.endswith("secret_key") for name in while_serving)
         assert_private(while_serving)
+        own_files = modes(base)
+        assert any(name.endswith("secret_key") for name in own_files), sorted(own_files)
+        assert_private(own_files)
     finally:
         console.stop()
     for compress in ("false", "true"):
@@ -62,7 +65,7 @@ def test_serve_and_backup_create_owner_only_files(tmp_path, default_umask, journ
                                 env={**console.env, "TELEMETRY_BACKUP_COMPRESS": compress},
                                 capture_output=True, text=True, timeout=300)
         assert backup.returncode == 0, backup.stderr
-    made = modes(data / "backups")
+    made = modes(base / "backups")
     assert {name.split(".", 1)[1] for name in made if name.startswith("telemetry-")} == {"sqlite", "sqlite.gz"}
     assert_private(made)
     assert [name for name in made if name.startswith(".")] == []  # no temporary file left behind

@@ -43,11 +43,14 @@ def test_the_access_log_keeps_each_request_on_one_line(env, tmp_path):
             raw_get(console.port, "/health?caf\u00e9".encode()),
         ]
         assert all(answer.startswith(b"HTTP/1.1 ") for answer in answers), answers
+        # A raw non-ASCII byte in the request line is refused by the server's parser (JSON 400)
+        # before the app or the access log sees it.
+        assert answers[3].startswith(b"HTTP/1.1 400 ") and b'"detail"' in answers[3]
     finally:
         console.stop()
     lines = log_path.read_text(errors="replace").splitlines()
     access = [line for line in lines if '"GET /' in line and "python-requests" not in line]  # not start()'s polls
-    assert len(access) == 4, access
+    assert len(access) == 3, access
     assert not [line for line in lines if line.startswith("1.2.3.4")], "a forged access line"
     assert "evil\\x0a1.2.3.4\\x20-" in access[1]  # the user, escaped, spaces included (it is unquoted)
     assert '"ua\\x22 \\x221.2.3.4' in access[2] and '"r\\x22\\x5cx0a"' in access[2]
@@ -69,7 +72,7 @@ def test_console_log_lines_escape_a_decoded_newline_and_mark_traceback_lines(cli
     assert "unexpected error on GET /api/v1/runs/x\\x0a2026-01-01" in err
     assert "\\x0d\\u2028" in err
     records = [line for line in err.splitlines() if RECORD_START.match(line)]
-    assert len(records) == 1 and "ERROR console.api: unexpected error" in records[0], err
+    assert len(records) == 1 and re.search(r"ERROR console.api( request_id=\S+)?: unexpected error", records[0]), err
     others = [line for line in err.splitlines() if not RECORD_START.match(line)]
     assert others and all(line.startswith("  | ") for line in others), others  # the traceback, marked
     # The exception's own text keeps its newline (a traceback is many lines), marked too.
