@@ -63,15 +63,6 @@ def api_actor() -> str:
     return g.get("api_actor") or "anonymous"
 
 
-def token_matches(presented: str, tokens: tuple[str, ...]) -> bool:
-    """True when `presented` equals one of `tokens`, compared in constant time (all are tried)."""
-    given = presented.encode("utf-8", "surrogatepass")
-    found = False
-    for token in tokens:
-        found |= hmac.compare_digest(given, token.encode("utf-8", "surrogatepass"))
-    return found
-
-
 def bearer_token() -> Optional[str]:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")

@@ -29,7 +29,7 @@ alert_state = Table(
     Column("evaluated_from", UTCDateTime),
 )
 
-# An upsert: the row is there after migration 0013, and comes back if someone emptied the table.
+# An upsert: the row is there after migration 0015, and comes back if someone emptied the table.
 BUMP_SQL = ("INSERT INTO alert_state (id, changes) VALUES (1, 1) "
             "ON CONFLICT (id) DO UPDATE SET changes = alert_state.changes + 1")
 

@@ -130,6 +130,26 @@ def _domain_error(form: str, exc: DomainError) -> dict[str, Any]:
     return {form: [str(detail)]}
 
 
+def _create(model: type[BaseModel], values: dict[str, Any], form: str, create, done: str):
+    """Validate a form, store it with `create(session, body, now)`, and answer the page."""
+    body, errors = _validated(model, values, form)
+    if body is None:
+        return _answer(422, errors=errors)
+    try:
+        _db().write(lambda s: create(s, body, utcnow()))
+    except DomainError as exc:
+        return _answer(422, errors=_domain_error(form, exc))
+    flash(done(body), "ok")
+    return _answer()
+
+
+def _remove(delete, row_id: int, done: str):
+    """Delete a row with `delete(session, row_id)` and answer the page."""
+    _db().write(lambda s: delete(s, row_id))
+    flash(done, "ok")
+    return _answer()
+
+
 @web_bp.get("/alerts", endpoint="alerts")
 def alerts_page():
     with _db().read() as session:
@@ -139,15 +159,8 @@ def alerts_page():
 
 @web_bp.post("/alerts/channels")
 def alerts_add_channel():
-    body, errors = _validated(ChannelIn, {k: request.form.get(k, "") for k in ("name", "kind", "target")}, "channel")
-    if body is None:
-        return _answer(422, errors=errors)
-    try:
-        _db().write(lambda s: config.create_channel(s, body, utcnow()))
-    except DomainError as exc:
-        return _answer(422, errors=_domain_error("channel", exc))
-    flash(f"Channel {body.name!r} added.", "ok")
-    return _answer()
+    values = {k: request.form.get(k, "") for k in ("name", "kind", "target")}
+    return _create(ChannelIn, values, "channel", config.create_channel, lambda body: f"Channel {body.name!r} added.")
 
 
 @web_bp.post("/alerts/channels/<int:channel_id>/test")
@@ -162,22 +175,12 @@ def alerts_test_channel(channel_id: int):
 
 @web_bp.post("/alerts/channels/<int:channel_id>/delete")
 def alerts_delete_channel(channel_id: int):
-    _db().write(lambda s: config.delete_channel(s, channel_id))
-    flash("Channel removed.", "ok")
-    return _answer()
+    return _remove(config.delete_channel, channel_id, "Channel removed.")
 
 
 @web_bp.post("/alerts/rules")
 def alerts_add_rule():
-    body, errors = _validated(RuleIn, _form_rule(), "rule")
-    if body is None:
-        return _answer(422, errors=errors)
-    try:
-        _db().write(lambda s: config.create_rule(s, body, utcnow()))
-    except DomainError as exc:
-        return _answer(422, errors=_domain_error("rule", exc))
-    flash(f"Rule {body.name!r} added.", "ok")
-    return _answer()
+    return _create(RuleIn, _form_rule(), "rule", config.create_rule, lambda body: f"Rule {body.name!r} added.")
 
 
 @web_bp.get("/alerts/rules/<int:rule_id>/edit")
@@ -214,9 +217,7 @@ def alerts_update_rule(rule_id: int):
 
 @web_bp.post("/alerts/rules/<int:rule_id>/delete")
 def alerts_delete_rule(rule_id: int):
-    _db().write(lambda s: config.delete_rule(s, rule_id))
-    flash("Rule removed.", "ok")
-    return _answer()
+    return _remove(config.delete_rule, rule_id, "Rule removed.")
 
 
 @web_bp.post("/alerts/mutes")
@@ -234,19 +235,9 @@ def alerts_add_mute():
         values["rule_id"] = rule
     if agent_name:
         values["agent_name"] = agent_name
-    body, errors = _validated(MuteIn, values, "mute")
-    if body is None:
-        return _answer(422, errors=errors)
-    try:
-        _db().write(lambda s: config.create_mute(s, body, utcnow()))
-    except DomainError as exc:
-        return _answer(422, errors=_domain_error("mute", exc))
-    flash("Muted.", "ok")
-    return _answer()
+    return _create(MuteIn, values, "mute", config.create_mute, lambda body: "Muted.")
 
 
 @web_bp.post("/alerts/mutes/<int:mute_id>/delete")
 def alerts_delete_mute(mute_id: int):
-    _db().write(lambda s: config.delete_mute(s, mute_id))
-    flash("Unmuted.", "ok")
-    return _answer()
+    return _remove(config.delete_mute, mute_id, "Unmuted.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from console.http.auth import RateLimiter, token_matches
+from console.core.settings import load_settings
+from console.http.auth import RateLimiter, identify_token
 from tests.console.conftest import run_body
 
 TOKENS = "old-token,new-token"
@@ -71,10 +72,11 @@ def test_reads_stay_open_unless_auth_reads(make_app):
 
 
 def test_token_comparison_accepts_any_configured_token():
-    assert token_matches("b", ("a", "b"))
-    assert not token_matches("c", ("a", "b"))
-    assert not token_matches("", ("a",))
-    assert not token_matches("ä", ("a",))
+    two = load_settings({"TELEMETRY_API_AUTH_TOKEN": "a,b"})
+    assert identify_token("b", two) == ("legacy", "legacy#2")
+    assert identify_token("c", two) is None
+    assert identify_token("", load_settings({"TELEMETRY_API_AUTH_TOKEN": "a"})) is None
+    assert identify_token("ä", load_settings({"TELEMETRY_API_AUTH_TOKEN": "a"})) is None
 
 
 def test_over_the_rate_limit_is_429_with_headers(make_app):
