@@ -1,6 +1,7 @@
-"""Benchmark the read endpoints at 1,000,000 stored runs on SQLite.
+"""Benchmark the read endpoints at 1,000,000 stored runs (or a database seed_runs.py filled).
 
     .venv/bin/python scripts/bench/bench_queries.py [--rows 1000000] [--repeat 40] [--keep PATH]
+    .venv/bin/python scripts/bench/bench_queries.py --database-url postgresql+psycopg://... [--repeat 40]
 
 Fills a migrated SQLite file straight through sqlite3 (triggers dropped for the
 fill, then recreated; the search index and the rollups rebuilt afterwards, as an
@@ -209,40 +210,48 @@ def queries(sample: dict) -> list[tuple[str, list[str], dict]]:
     ]
 
 
-def sample_values(path: Path) -> dict[str, list[str]]:
-    """Values to filter by, read from the file (this script's fill, or seed_runs.py's)."""
-    conn = sqlite3.connect(path)
+def sample_values(url: str) -> dict[str, list[str]]:
+    """Values to filter by, read from the database (this script's fill, or seed_runs.py's)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    conn = engine.connect()
     rng = random.Random(5)
-    (highest,) = conn.execute("SELECT max(id) FROM agent_runs").fetchone()
+    (highest,) = conn.execute(sa.text("SELECT max(id) FROM agent_runs")).fetchone()
+    stored = conn.execute(sa.text("SELECT count(*) FROM agent_runs")).scalar()
     some = [rng.randrange(1, highest + 1) for _ in range(20)]
 
     def distinct(column: str) -> list[str]:
         # A loose index scan, as the metadata endpoint does: one probe per value.
-        return [r[0] for r in conn.execute(
+        return [r[0] for r in conn.execute(sa.text(
             f"WITH RECURSIVE v(x) AS (SELECT min({column}) FROM agent_runs UNION ALL SELECT (SELECT min({column}) "
-            f"FROM agent_runs WHERE {column} > v.x) FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")]
+            f"FROM agent_runs WHERE {column} > v.x) FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"))]
 
     def at(sql: str) -> list:
-        return [row for i in some for row in conn.execute(sql, (i,))]
+        return [row for i in some for row in conn.execute(sa.text(sql), {"i": i})]
 
-    busiest = [r[0] for r in conn.execute(
-        "SELECT agent_name FROM run_rollup_totals GROUP BY agent_name ORDER BY sum(runs) DESC LIMIT 10")]
+    busiest = [r[0] for r in conn.execute(sa.text(
+        "SELECT agent_name FROM run_rollup_totals GROUP BY agent_name ORDER BY sum(runs) DESC LIMIT 10"))]
     agents = distinct("agent_name")
     sample = {
+        "stored": stored,
         "agents": busiest[:5] + rng.sample(agents, min(5, len(agents))),
         "job_types": distinct("job_type"),
         "hosts": distinct("host")[:10],
         "environments": distinct("environment"),
-        "event_ids": [r[0] for r in at("SELECT event_id FROM agent_runs WHERE id >= ? LIMIT 1")],
+        "event_ids": [r[0] for r in at("SELECT event_id FROM agent_runs WHERE id >= :i LIMIT 1")],
         "parents": [r[0] for r in at(
-            "SELECT parent_run_id FROM agent_runs WHERE id >= ? AND parent_run_id IS NOT NULL LIMIT 1")],
+            "SELECT parent_run_id FROM agent_runs WHERE id >= :i AND parent_run_id IS NOT NULL LIMIT 1")],
         # The end of a run_id: a substring, not a prefix.
-        "run_id_parts": [r[0][-10:] for r in at("SELECT run_id FROM agent_runs WHERE id >= ? LIMIT 1")],
+        "run_id_parts": [r[0][-10:] for r in at("SELECT run_id FROM agent_runs WHERE id >= :i LIMIT 1")],
         # Keyset cursors (as the Link header carries them) at rows spread through the whole set.
-        "cursors": [base64.urlsafe_b64encode(json.dumps(list(r), separators=(",", ":")).encode()).decode().rstrip("=")
-                    for r in at("SELECT created_at, id FROM agent_runs WHERE id >= ? LIMIT 1")],
+        "cursors": [base64.urlsafe_b64encode(json.dumps(
+                        [r[0].isoformat() if isinstance(r[0], datetime) else r[0], r[1]],
+                        separators=(",", ":")).encode()).decode().rstrip("=")
+                    for r in at("SELECT created_at, id FROM agent_runs WHERE id >= :i LIMIT 1")],
     }
     conn.close()
+    engine.dispose()
     return sample
 
 
@@ -252,6 +261,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--keep", type=Path, help="reuse / keep the filled file here (or seed_runs.py's file)")
+    parser.add_argument("--database-url", help="a PostgreSQL database filled by seed_runs.py (instead of a file)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-queries-"))
@@ -262,7 +272,10 @@ def main() -> None:
         "TELEMETRY_SCHEDULER_ENABLED": "false",
         "TELEMETRY_LOG_LEVEL": "WARNING",
     }
-    if not path.exists():
+    env_base.pop("TELEMETRY_DATABASE_URL", None)
+    if args.database_url:
+        env_base["TELEMETRY_DATABASE_URL"] = args.database_url
+    elif not path.exists():
         subprocess.run(
             [sys.executable, "-m", "console", "db", "upgrade"], cwd=ROOT, env=env_base, check=True, capture_output=True
         )
@@ -273,9 +286,9 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "console", "rollups", "rebuild"], cwd=ROOT, env=env_base, check=True)
         print(f"filled {args.rows} rows in {filled:.1f} s; rollups rebuilt in {time.perf_counter() - started:.1f} s")
 
-    sample = sample_values(path)
-    with sqlite3.connect(path) as conn:
-        (stored,) = conn.execute("SELECT max(id) FROM agent_runs").fetchone()
+    url = args.database_url or f"sqlite:///{path}"
+    sample = sample_values(url)
+    stored = sample.pop("stored")
 
     port = free_port()
     log = open(workdir / "console.log", "wb")
@@ -314,13 +327,13 @@ def main() -> None:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
     print(
-        f"\nSQLite, {stored:,} runs, {args.repeat} requests per query, 1 worker; "
+        f"\n{'PostgreSQL' if args.database_url else 'SQLite'}, {stored:,} runs, {args.repeat} requests per query, 1 worker; "
         f"ms per request (loopback, keep-alive)"
     )
     print(f"{'query':<44} {'p50 ms':>8} {'p95 ms':>8} {'status':>8} {'bytes':>8}")
     for label, p50, p95, statuses, size in rows_out:
         print(f"{label:<44} {p50:>8.1f} {p95:>8.1f} {statuses:>8} {size:>8}")
-    print(json.dumps({"file": str(path)}))
+    print(json.dumps({"database": args.database_url or str(path)}))
 
 
 if __name__ == "__main__":
