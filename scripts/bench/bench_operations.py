@@ -9,12 +9,16 @@ default workers and threads, and runs, in order:
 
 - `rate`: two client processes post spool lines to `POST /api/v1/ingest`, 500
   per request (UUID v7 ids, as the SDK sends them), back to back for
-  `--seconds`: records/s at this size. Compare two sizes with two runs.
-- `retention`: a paced load (4 clients, a request of 50 lines every 100 ms each,
-  2,000 lines/s offered) while `python -m console retention` deletes the oldest
-  `--delete` runs, to the nearest whole day (`--days` of the cutoff found
-  from the stored runs); prints the load's
-  p50 / p99 / max and every answer that was not 200, and retention's own time.
+  `--seconds`: records/s at this size. With `--compare-db SMALL.sqlite` (a
+  small seeded file or PostgreSQL database, e.g. 100,000 runs) the same is done against a second
+  console on that file, in `--rounds` alternating rounds, and the ratio
+  large ÷ small is printed: the load of the machine meets both alike.
+- `retention`: a paced load (4 clients, a request of 50 lines every 250 ms each,
+  800 lines/s offered) runs alone for 10 s (the baseline), then while
+  `python -m console retention` deletes the oldest `--delete` runs, to the
+  nearest whole day (`--days` of the cutoff found from the stored runs); prints
+  the load's p50 / p99 / max in both windows, every answer that was not 200,
+  and retention's own time.
 - `backup`: the same paced load plus 4 real SDK clients (their own spools,
   `TelemetryClient`, a run started and ended every 20 ms each), while
   `python -m console backup` copies the database; then the SDK clients flush,
@@ -50,7 +54,7 @@ sys.path.insert(0, str(ROOT / "sdk"))
 from bench_ingest import make_lines  # noqa: E402
 from common import free_port, start_console, stop_console  # noqa: E402
 
-PACED_CLIENTS, PACED_LINES, PACED_EVERY = 4, 50, 0.1
+PACED_CLIENTS, PACED_LINES, PACED_EVERY = 4, 50, 0.25
 
 
 def post_ingest(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, dict]:
@@ -80,6 +84,16 @@ def rate_client(port: int, seconds: float, seed: int, ready, go, queue) -> None:
     queue.put((accepted, failed))
 
 
+def compare_rates(large_port: int, small_port: int, seconds: float, rounds: int) -> dict:
+    """Alternating rate rounds against the large and the small database; the ratio of their medians."""
+    large, small = [], []
+    for _ in range(rounds):
+        small.append(phase_rate(small_port, seconds)["records_per_s"])
+        large.append(phase_rate(large_port, seconds)["records_per_s"])
+    return {"large": large, "small": small,
+            "ratio": round(statistics.median(large) / max(statistics.median(small), 1), 2)}
+
+
 def phase_rate(port: int, seconds: float) -> dict:
     ready, go, queue = mp.Queue(), mp.Event(), mp.Queue()
     procs = [mp.Process(target=rate_client, args=(port, seconds, 1000 + i, ready, go, queue)) for i in range(2)]
@@ -103,7 +117,7 @@ class PacedLoad:
     def __init__(self, port: int, seed: int) -> None:
         self.port, self.seed = port, seed
         self.stop = threading.Event()
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[float, float]] = []  # (sent at, seconds to answer)
         self.failures: list[str] = []
         self.acknowledged: list[str] = []  # event_ids of lines answered 200 and accepted
         self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(PACED_CLIENTS)]
@@ -132,7 +146,7 @@ class PacedLoad:
                 self.failures.append(f"{type(exc).__name__}: {exc}")
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
                 continue
-            self.latencies.append(time.perf_counter() - before)
+            self.latencies.append((before, time.perf_counter() - before))
             if status == 200 and not answer.get("rejected"):
                 self.acknowledged += [line["event_id"] for line in chunk]
             else:
@@ -140,8 +154,9 @@ class PacedLoad:
             next_at += PACED_EVERY
             time.sleep(max(0.0, next_at - time.monotonic()))
 
-    def summary(self) -> dict:
-        ms = sorted(x * 1000 for x in self.latencies)
+    def summary(self, since: float = 0.0, until: float = float("inf")) -> dict:
+        """Latencies of the requests sent between `since` and `until` (perf_counter)."""
+        ms = sorted(took * 1000 for at, took in self.latencies if since <= at < until)
         if not ms:
             return {"requests": 0}
         return {"requests": len(ms), "p50_ms": round(statistics.median(ms), 1),
@@ -226,6 +241,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30, help="length of the rate phase")
     parser.add_argument("--delete", type=int, default=1_000_000, help="runs the retention phase deletes")
     parser.add_argument("--journal", default="DELETE", help="TELEMETRY_DB_JOURNAL_MODE (SQLite)")
+    parser.add_argument("--compare-db", help="a small seeded SQLite file or PostgreSQL URL for the rate ratio "
+                                             "(written to)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rate rounds with --compare-db")
     args = parser.parse_args()
     phases = args.phases.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="bench-ops-"))
@@ -245,17 +263,33 @@ def main() -> int:
     days = cutoff_days(store, args.delete) if "retention" in phases else 0
     proc = start_console(env, tmp / "console.log")
     try:
-        if "rate" in phases:
+        if "rate" in phases and args.compare_db:
+            small_port = free_port()
+            small_env = {**env, "TELEMETRY_API_PORT": str(small_port)}
+            small_env.pop("TELEMETRY_DB_PATH", None)
+            small_env.pop("TELEMETRY_DATABASE_URL", None)
+            small_env["TELEMETRY_DATABASE_URL" if args.compare_db.startswith("postgresql") else "TELEMETRY_DB_PATH"] = \
+                args.compare_db
+            small = start_console(small_env, tmp / "console-small.log")
+            try:
+                print("rate (records/s, this database vs --compare-db):",
+                      compare_rates(port, small_port, args.seconds, args.rounds), flush=True)
+            finally:
+                stop_console(small)
+        elif "rate" in phases:
             print("rate:", phase_rate(port, args.seconds), flush=True)
         if "retention" in phases:
             with PacedLoad(port, seed=7) as load:
-                time.sleep(3)
+                time.sleep(10)
+                started = time.perf_counter()
                 took, out = console_cli(env, "retention", "--days", str(round(days)))
+                ended = time.perf_counter()
                 time.sleep(3)
             report = json.loads(out)
             print(f"retention: {took:.0f} s, {report['runs_deleted']:,} runs deleted in {report['batches']} "
                   f"transactions, the longest {report['longest_batch_seconds']} s", flush=True)
-            print("  ingest meanwhile:", load.summary(), flush=True)
+            print("  ingest before (baseline):", load.summary(until=started), flush=True)
+            print("  ingest during retention:", load.summary(started, ended), flush=True)
             print("  acknowledged lines missing:", store.missing(load.acknowledged), flush=True)
         if "backup" in phases:
             stop, queue = mp.Event(), mp.Queue()

@@ -119,7 +119,9 @@ class PostgresTarget:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1))
+        # Autocommit, so that each chunk's `transaction()` commits on its own (not a savepoint of one
+        # transaction opened by the first query): an interrupted fill keeps its chunks.
+        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
 
     def stored(self) -> int:
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM agent_runs").fetchone()[0]
@@ -138,7 +140,6 @@ class PostgresTarget:
         self.conn.execute(
             "SELECT setval(pg_get_serial_sequence('run_events', 'id'), (SELECT coalesce(max(id), 1) FROM run_events))")
         self.conn.execute("ANALYZE")
-        self.conn.commit()
         self.conn.close()
 
 
