@@ -1,9 +1,12 @@
 """/metrics and the default /api/v1/stats as users meet them: right after the runs arrived through the API.
 
     .venv/bin/python scripts/bench/bench_reads_after_ingest.py [--runs 100000] [--gets 60] [--batch 1000]
+    .venv/bin/python scripts/bench/bench_reads_after_ingest.py --runs 10000 --db COPY_OF_10M.sqlite
+    .venv/bin/python scripts/bench/bench_reads_after_ingest.py --runs 10000 --database-url postgresql+psycopg://...
 
 Starts `python -m console serve` on a fresh SQLite file (DELETE / FULL, the
-default workers and threads), posts `--runs` runs through POST /api/v1/runs/batch
+default workers and threads), or on a database seed_runs.py filled (`--db`, a
+copy you can spare: the runs are added to it; or `--database-url`), posts `--runs` runs through POST /api/v1/runs/batch
 (uuid4 ids, created now, started over the last hours, as bench_batch_ceiling.py
 makes them), then a few single POSTs (their runs wait above the insert watermark
 until a read or the writer catches up), and then, with no rollup rebuild, times
@@ -58,24 +61,30 @@ def main() -> int:
     parser.add_argument("--gets", type=int, default=60)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--singles", type=int, default=50, help="single POSTs after the batches")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="a seeded SQLite file to add the runs to (default: a fresh file)")
+    where.add_argument("--database-url", help="a seeded PostgreSQL database to add the runs to")
     args = parser.parse_args()
 
     from console.core.settings import load_settings
     from console.store import migrate
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-reads-"))
-    path = tmp / "console.sqlite"
-    migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(path)}))
+    target = {"TELEMETRY_DATABASE_URL": args.database_url} if args.database_url else {
+        "TELEMETRY_DB_PATH": str(args.db or tmp / "console.sqlite")}
+    migrate.upgrade(load_settings(target))
     env = {**os.environ, "TELEMETRY_SCHEDULER_ENABLED": "false", "TELEMETRY_LOG_LEVEL": "WARNING",
-           "TELEMETRY_SECRET_KEY": "bench", "TELEMETRY_BASE_DIR": str(tmp / "base"), "TELEMETRY_DB_PATH": str(path),
+           "TELEMETRY_SECRET_KEY": "bench", "TELEMETRY_BASE_DIR": str(tmp / "base"),
            "TELEMETRY_DB_JOURNAL_MODE": "DELETE", "TELEMETRY_DB_SYNCHRONOUS": "FULL",
            "TELEMETRY_API_PORT": str(free_port())}
-    for name in ("TELEMETRY_DATABASE_URL", "TELEMETRY_API_WORKERS", "TELEMETRY_API_THREADS"):
+    for name in ("TELEMETRY_DATABASE_URL", "TELEMETRY_DB_PATH", "TELEMETRY_API_WORKERS", "TELEMETRY_API_THREADS"):
         env.pop(name, None)
+    env.update(target)
     proc = start_console(env, tmp / "console.log")
     results = []
     try:
         conn = http.client.HTTPConnection("127.0.0.1", int(env["TELEMETRY_API_PORT"]), timeout=600)
+        before = json.loads(request(conn, "GET", "/metrics"))
         # Runs created now: every one of them is in /metrics' recent_24h window.
         for body in make_bodies(0, args.runs, args.batch, random.Random(1)):
             request(conn, "POST", "/api/v1/runs/batch", body)
@@ -83,7 +92,7 @@ def main() -> int:
         for record in single:
             record["event_id"] = str(uuid.uuid4())
             request(conn, "POST", "/api/v1/runs", json.dumps(record).encode())
-        expected = args.runs + args.singles
+        expected = args.runs + args.singles + before["total_runs"]
         for label, path_, headers in ENDPOINTS:
             times = []
             for _ in range(args.gets):
@@ -92,15 +101,18 @@ def main() -> int:
                 times.append((time.perf_counter() - started) * 1000)
             if path_ == "/metrics" and not headers:
                 answer = json.loads(data)
-                if answer["total_runs"] != expected or answer["recent_24h"] != expected:
-                    raise SystemExit(f"/metrics counts {answer['total_runs']} / {answer['recent_24h']}, not {expected}")
+                recent = args.runs + args.singles + before["recent_24h"]
+                if answer["total_runs"] != expected or answer["recent_24h"] != recent:
+                    raise SystemExit(f"/metrics counts {answer['total_runs']} / {answer['recent_24h']}, "
+                                     f"not {expected} / {recent}")
             times.sort()
             results.append((label, statistics.median(times), times[int(0.95 * (len(times) - 1))], times[-1]))
     finally:
         stop_console(proc)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{args.runs:,} runs posted in batches of {args.batch} + {args.singles} single POSTs, "
-          f"then {args.gets} GETs each; SQLite DELETE/FULL; {os.cpu_count()} CPUs")
+    where = "PostgreSQL" if args.database_url else "SQLite DELETE/FULL"
+    print(f"\n{before['total_runs']:,} runs stored, then {args.runs:,} posted in batches of {args.batch} + "
+          f"{args.singles} single POSTs, then {args.gets} GETs each; {where}; {os.cpu_count()} CPUs")
     print(f"{'endpoint':<28} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
     for label, p50, p95, worst in results:
         print(f"{label:<28} {p50:>7.2f} {p95:>7.2f} {worst:>7.2f}")
