@@ -8,6 +8,7 @@ restart loses nothing.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Optional
 
 from sqlalchemy import func, select, text
@@ -48,8 +49,16 @@ def usage(session: Session, *, now: Optional[datetime] = None) -> dict[str, Any]
     }
 
 
-def _label(value: Any) -> str:
+def _escape(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+@lru_cache(maxsize=16384)
+def _series(name: str, pairs: tuple[tuple[str, Any], ...]) -> str:
+    """`name{k="v",...} `, escaped: the same series recur in every scrape, so each is written once."""
+    if not pairs:
+        return f"{name} "
+    return name + "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "} "
 
 
 class _Family:
@@ -65,9 +74,8 @@ class _Family:
         family = self.name.removesuffix("_total") if openmetrics and self.kind == "counter" else self.name
         lines = [f"# HELP {family} {self.help}", f"# TYPE {family} {self.kind}"]
         for labels, value in self.samples:
-            rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             number = repr(float(value)) if isinstance(value, float) and not value.is_integer() else str(int(value))
-            lines.append(f"{self.name}{{{rendered}}} {number}" if rendered else f"{self.name} {number}")
+            lines.append(_series(self.name, tuple(labels.items())) + number)
         return lines
 
 
