@@ -419,9 +419,11 @@ def distinct_values(session: Session, field: str, limit: int = METADATA_MAX_LIMI
     if field not in METADATA_FIELDS:
         raise NotFound(f"field {field!r} is not offered; use one of {', '.join(sorted(METADATA_FIELDS))}")
     if METADATA_FIELDS[field]:
-        # A loose index scan: one index probe per distinct value, stopped by LIMIT.
+        # A loose index scan: one index probe per distinct value, stopped by LIMIT. The first
+        # MIN says IS NOT NULL, or a partial index of the set values cannot serve it (a walk of
+        # every row); `> v.x` implies it for the others.
         sql = text(
-            f"WITH RECURSIVE v(x) AS (SELECT MIN({field}) FROM agent_runs "
+            f"WITH RECURSIVE v(x) AS (SELECT MIN({field}) FROM agent_runs WHERE {field} IS NOT NULL "
             f"UNION ALL SELECT (SELECT MIN({field}) FROM agent_runs WHERE {field} > v.x) "
             f"FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL LIMIT :n"
         )
