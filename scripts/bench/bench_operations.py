@@ -24,7 +24,8 @@ default workers and threads, and runs, in order:
   `python -m console backup` copies the database; then the SDK clients flush,
   and every run they recorded and every line the console acknowledged is looked
   up in the database: none may be missing. API writers may meet 503 with
-  Retry-After during the copy; the SDK retries those.
+  Retry-After during the copy; the SDK retries those. The backup file (as large
+  as the database) is deleted after the report.
 
 Finally it prints the database's bytes per stored run. It writes to the database
 it is given: run it on a copy you can spare (the retention phase deletes runs).
@@ -37,6 +38,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -311,6 +313,7 @@ def main() -> int:
             stored = sum(store.scalar("SELECT count(*) FROM agent_runs WHERE agent_name = :a AND status = 'success'",
                                       a=agent) for agent in agents)
             print(f"backup: {took:.0f} s: {out}", flush=True)
+            shutil.rmtree(tmp / "backups", ignore_errors=True)
             print("  ingest meanwhile:", load.summary(), flush=True)
             print("  acknowledged lines missing:", store.missing(load.acknowledged), flush=True)
             print(f"  SDK runs recorded {recorded:,}, stored {stored:,}, pending after flush "
