@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
@@ -96,16 +98,19 @@ def run_stats(
         totals = session.execute(
             text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
         ).all()
-        series = _plain_rows(
-            session,
-            f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
-            "AND runs <> 0 ORDER BY hour, agent_name, status",
-            params,
-        )
+        with _gc_paused():
+            series = _plain_rows(
+                session,
+                f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
+                "AND runs <> 0 ORDER BY hour, agent_name, status",
+                params,
+            )
+            buckets = _fold_series(series)
     else:
         rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
         totals = _sum_per_agent_and_status(rows)
         series = [(agent, period, status, int(runs)) for agent, period, status, runs, *_ in rows if runs]
+        buckets = _fold_series(series)
     histograms = session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
@@ -130,7 +135,6 @@ def run_stats(
             block_items = items[key]
             for name, value in zip(ITEM_NAMES, item_sums, strict=True):
                 block_items[name] += int(value or 0)
-    buckets = _fold_series(series)
     hist: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for agent, bucket_index, runs in histograms:
         hist[agent][int(bucket_index)] += int(runs)
@@ -172,6 +176,21 @@ def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
     return [(agent, status, *values) for (agent, status), values in out.items()]
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection within: a large answer makes a tuple per row read and
+    two containers per bucket (none in a cycle), and set off collections that scanned
+    every one made before it, again and again (90 days by hour took five times the work
+    of 30 days)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[dict[str, Any]]]:
     """Rows (agent, period, status, runs) in order of period, agent and status, as the
     bucket list of each agent and, under None, of all agents together."""
@@ -183,7 +202,7 @@ def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[
     current: dict[str, dict[str, int]] = {}  # each agent's counts in the current period
     for agent, period, status, runs in series:
         if period != last_period:
-            start, last_period, current = format_utc(hour_of(period)), period, {}
+            start, last_period, current = _period_start(period), period, {}
             overall_counts = {}
             overall.append({"start": start, "counts": overall_counts})
         counts = current.get(agent)
@@ -196,6 +215,14 @@ def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[
         bucket["counts"] = {status: n for status, n in sorted(bucket["counts"].items()) if n}
     buckets[None] = [bucket for bucket in overall if bucket["counts"]]
     return buckets
+
+
+def _period_start(period: Any) -> str:
+    """A rollup period (SQLite: its stored text, already in the stored form; PostgreSQL: a
+    datetime) as the buckets' `start`."""
+    if isinstance(period, str) and len(period) == 32 and period.endswith(":00:00.000000+00:00"):
+        return period
+    return format_utc(hour_of(period))
 
 
 def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
