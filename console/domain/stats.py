@@ -7,7 +7,7 @@ import gc
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
 from sqlalchemy import text
@@ -58,12 +58,16 @@ def run_stats(
     since: Optional[datetime] = None,
     bucket: str = "day",
     now: Optional[datetime] = None,
+    buckets: bool = True,
+    durations: bool = True,
 ) -> dict[str, Any]:
     """Counts by status, success rate, p50/p95 duration, item sums and time buckets.
 
     `since` is rounded down to its hour (the rollups' finest grain); default: 7 days
     ago. Whole days are read from the day grain, the hours before the first whole
-    day from the hour grain, so a long range reads a few thousand rows.
+    day from the hour grain, so a long range reads a few thousand rows. Without
+    `buckets` the time buckets are left empty, without `durations` the percentiles
+    (neither is read).
     """
     now = now or utcnow()
     since = hour_of(since or now - timedelta(days=DEFAULT_DAYS))
@@ -92,7 +96,12 @@ def run_stats(
         f"UNION ALL SELECT agent_name, day AS period, status, {values} FROM run_rollup_days "
         f"WHERE day >= :first_day{agent_filter}"
     )
-    if bucket == "hour":
+    if not buckets:
+        totals = session.execute(
+            text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
+        ).all()
+        folded: dict[Any, list[dict[str, Any]]] = {}
+    elif bucket == "hour":
         # Totals from the day rows; the buckets from the hour grain in its key order
         # (hour, agent, status), so that the fold only appends.
         totals = session.execute(
@@ -105,13 +114,13 @@ def run_stats(
                 "AND runs <> 0 ORDER BY hour, agent_name, status",
                 params,
             )
-            buckets = _fold_series(series)
+            folded = _fold_series(series)
     else:
         rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
         totals = _sum_per_agent_and_status(rows)
         series = [(agent, period, status, int(runs)) for agent, period, status, runs, *_ in rows if runs]
-        buckets = _fold_series(series)
-    histograms = session.execute(
+        folded = _fold_series(series)
+    histograms = [] if not durations else session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
             f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, bucket "
@@ -142,7 +151,7 @@ def run_stats(
 
     def block(key: Optional[str]) -> dict[str, Any]:
         out = _summary(counts[key], items[key], durations[key], hist[key])
-        out["buckets"] = buckets.get(key, [])
+        out["buckets"] = folded.get(key, [])
         return out
 
     agents = sorted(k for k, c in counts.items() if k is not None and any(c.values()))
@@ -232,6 +241,21 @@ def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
         text("SELECT agent_name, status, runs FROM run_rollup_totals WHERE runs <> 0")
     ):
         out[agent][status] = int(runs)
+    return dict(out)
+
+
+def daily_counts_by_agent(session: Session, first_day: datetime) -> dict[str, dict[date, dict[str, int]]]:
+    """Runs per agent, day and status from the UTC day of `first_day` on, from the day grain."""
+    dialect = session.get_bind().dialect.name
+    start = hour_of(first_day).replace(hour=0)
+    out: dict[str, dict[date, dict[str, int]]] = defaultdict(dict)
+    days: dict[Any, date] = {}
+    sql = "SELECT agent_name, day, status, runs FROM run_rollup_days WHERE day >= :first_day AND runs <> 0"
+    for agent, day, status, runs in session.execute(text(sql), {"first_day": _stamp(start, dialect)}):
+        when = days.get(day)
+        if when is None:
+            when = days[day] = hour_of(day).date()
+        out[agent].setdefault(when, {})[status] = int(runs)
     return dict(out)
 
 
