@@ -10,7 +10,6 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from markupsafe import Markup
 
@@ -23,22 +22,17 @@ LEFT = 34  # room for the y-axis label
 BOTTOM = 20  # room for the date labels
 TOP = 6
 GAP = 2
+BASELINE = HEIGHT - BOTTOM
+USABLE = BASELINE - TOP
 
 
 @dataclass
 class DailyChart:
-    svg: Markup  # the bars
+    svg: Markup  # the axis, its labels and the bars
     max_total: int
     total: int
-    labels: list[dict[str, Any]]
     width: int = WIDTH
     height: int = HEIGHT
-    left: int = LEFT
-    baseline: float = HEIGHT - BOTTOM
-    top: int = TOP
-
-    def bars_svg(self) -> Markup:
-        return self.svg
 
 
 def daily_chart(per_day: Mapping[date, Mapping[str, int]], *, days: int, today: datetime) -> DailyChart:
@@ -46,10 +40,12 @@ def daily_chart(per_day: Mapping[date, Mapping[str, int]], *, days: int, today: 
     segment per status. The SVG is built here in one pass: the agents page draws one chart
     per agent (200 agents × 30 days), where a Jinja loop or an object per bar cost more than
     the page's reads."""
-    slots = _slots(today.date() - timedelta(days=days - 1), days)
+    slots, x_labels = _slots(today.date() - timedelta(days=days - 1), days)
     totals = [sum(per_day[day].values()) if day in per_day else 0 for day, *_ in slots]
     max_total = max(totals, default=0)
-    parts = []
+    parts = [f'<line class="axis" x1="{LEFT}" y1="{BASELINE}" x2="{WIDTH}" y2="{BASELINE}"/>'
+             f'<text x="{LEFT - 4}" y="{TOP + 8}" text-anchor="end">{max_total}</text>'
+             f'<text x="{LEFT - 4}" y="{BASELINE}" text-anchor="end">0</text>']
     for (day, x, empty), total in zip(slots, totals, strict=True):
         if not total:
             parts.append(empty)
@@ -65,13 +61,8 @@ def daily_chart(per_day: Mapping[date, Mapping[str, int]], *, days: int, today: 
             parts.append(f'<rect class="s-{status}" x="{x}" y="{round(y, 2)}" width="{BAR_WIDTH[days]}" '
                          f'height="{round(height, 2)}"/>')
         parts.append("</g>")
-    labels = [{"x": round(LEFT + i * (WIDTH - LEFT) / days + (WIDTH - LEFT) / days / 2, 2),
-               "text": (slots[i][0]).strftime("%b %d")} for i in range(0, days, 7)]
-    return DailyChart(svg=Markup("".join(parts)), max_total=max_total, total=sum(totals), labels=labels)
-
-
-BASELINE = HEIGHT - BOTTOM
-USABLE = BASELINE - TOP
+    parts.append(x_labels)
+    return DailyChart(svg=Markup("".join(parts)), max_total=max_total, total=sum(totals))
 
 
 class _BarWidths(dict):
@@ -84,8 +75,9 @@ BAR_WIDTH = _BarWidths()
 
 
 @functools.lru_cache(maxsize=4)
-def _slots(first: date, days: int) -> list[tuple[date, float, str]]:
-    """Each day's date, bar x and the SVG of its bar when it has no runs (the same in every chart)."""
+def _slots(first: date, days: int) -> tuple[list[tuple[date, float, str]], str]:
+    """What every chart of these days shares: each day's date, bar x and the SVG of its bar
+    when it has no runs; the SVG of the date labels."""
     out = []
     for i in range(days):
         day = first + timedelta(days=i)
@@ -93,4 +85,10 @@ def _slots(first: date, days: int) -> list[tuple[date, float, str]]:
         empty = (f'<g><title>{day.isoformat()}: no runs</title><rect class="empty-day" x="{x}" y="{BASELINE - 1}" '
                  f'width="{BAR_WIDTH[days]}" height="1"/></g>')
         out.append((day, x, empty))
-    return out
+    slot = (WIDTH - LEFT) / days
+    labels = "".join(
+        f'<text x="{round(LEFT + i * slot + slot / 2, 2)}" y="{HEIGHT - 3}" text-anchor="middle">'
+        f'{(first + timedelta(days=i)).strftime("%b %d")}</text>'
+        for i in range(0, days, 7)
+    )
+    return out, labels

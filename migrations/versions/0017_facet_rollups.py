@@ -1,5 +1,6 @@
 """Runs counted per job type, host and environment, so that the runs page counts those
-filters per status from a few hundred rows instead of reading their runs.
+filters per status from a few hundred rows instead of reading their runs; one agent's
+days read by index.
 
 - `run_facet_rollups` (hour, facet, value, status → runs): facet is `job_type`,
   `host` or `environment`, value that column's value (NULLs are not counted). Its
@@ -8,6 +9,9 @@ filters per status from a few hundred rows instead of reading their runs.
 - `run_facet_totals` (facet, value, status → runs): the same, all time.
 - SQLite: the update trigger of migration 0004 also fires when one of those
   columns changes, so that an hour another tool changed is recomputed.
+- `idx_run_rollup_days_agent_day` and `idx_run_rollup_day_durations_agent_day`: one
+  agent's stats read its own days, as the hour grain's (agent_name, hour) indexes
+  already let it read its own hours, instead of every agent's rows of the range.
 
 Both are filled from the runs stored now (on SQLite those up to the insert
 watermark: the watermark's catch-up counts the rest, as it does every new run).
@@ -30,6 +34,7 @@ depends_on = None
 
 FACETS = ("job_type", "host", "environment")
 ITEM_COLUMNS = ("items_discovered", "items_succeeded", "items_failed", "items_skipped")
+DAY_TABLES = ("run_rollup_days", "run_rollup_day_durations")
 ROLLED_BEFORE = ("agent_name", "status", "start_time", "duration_ms", *ITEM_COLUMNS)
 # As of migration 0004: the hour of a stored time, and the guard that quiets the triggers.
 _HOUR = "substr(replace({row}.start_time, ' ', 'T'), 1, 13) || ':00:00.000000+00:00'"
@@ -74,6 +79,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("facet", "value", "status", name="pk_run_facet_totals"),
         sqlite_with_rowid=False,
     )
+    for table in DAY_TABLES:
+        op.create_index(f"idx_{table}_agent_day", table, ["agent_name", "day"])
     if sqlite:
         _update_trigger((*ROLLED_BEFORE, *FACETS))
     hour = _HOUR.format(row="agent_runs") if sqlite else "date_trunc('hour', start_time, 'UTC')"
@@ -96,6 +103,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _update_trigger(ROLLED_BEFORE)
+    for table in DAY_TABLES:
+        op.drop_index(f"idx_{table}_agent_day", table_name=table)
     op.drop_table("run_facet_totals")
     op.drop_index("idx_run_facet_rollups_hour", table_name="run_facet_rollups")
     op.drop_table("run_facet_rollups")
