@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
@@ -164,11 +165,14 @@ def run_stats(
 
 
 def _plain_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple]:
-    """The rows of a long read as plain tuples: on SQLite straight from the driver
-    (which takes the same :name parameters), skipping a Row object per row."""
+    """The rows of a long read as plain tuples straight from the driver, skipping a Row
+    object per row (SQLite's driver takes the same :name parameters; psycopg's %(name)s)."""
+    driver = session.connection().connection.driver_connection
     if session.get_bind().dialect.name == "sqlite":
-        return session.connection().connection.driver_connection.execute(sql, params).fetchall()
-    return [tuple(row) for row in session.execute(text(sql), params)]
+        return driver.execute(sql, params).fetchall()
+    with driver.cursor() as cursor:
+        cursor.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+        return cursor.fetchall()
 
 
 def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
