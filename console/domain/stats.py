@@ -121,12 +121,14 @@ def run_stats(
         totals = _sum_per_agent_and_status(rows)
         series = [(agent, period, status, int(runs)) for agent, period, status, runs, *_ in rows if runs]
         folded = _fold_series(series)
+    # Grouped by bucket first: grouped by agent first, SQLite read the day grain by its
+    # (agent_name, day) index from end to end instead of the range of days by its key.
     histograms = [] if not durations else session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
-            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, bucket "
+            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY bucket, agent_name "
             "UNION ALL SELECT agent_name, bucket, sum(runs) FROM run_rollup_day_durations "
-            f"WHERE day >= :first_day{agent_filter} GROUP BY agent_name, bucket"
+            f"WHERE day >= :first_day{agent_filter} GROUP BY bucket, agent_name"
         ),
         params,
     ).all()
