@@ -257,7 +257,7 @@ def daily_counts_by_agent(session: Session, first_day: datetime) -> dict[str, di
     out: dict[str, dict[date, dict[str, int]]] = defaultdict(dict)
     days: dict[Any, date] = {}
     sql = "SELECT agent_name, day, status, runs FROM run_rollup_days WHERE day >= :first_day AND runs <> 0"
-    for agent, day, status, runs in session.execute(text(sql), {"first_day": _stamp(start, dialect)}):
+    for agent, day, status, runs in _plain_rows(session, sql, {"first_day": _stamp(start, dialect)}):
         when = days.get(day)
         if when is None:
             when = days[day] = hour_of(day).date()
