@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
@@ -108,14 +106,13 @@ def run_stats(
         totals = session.execute(
             text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
         ).all()
-        with _gc_paused():
-            series = _plain_rows(
-                session,
-                f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
-                "AND runs <> 0 ORDER BY hour, agent_name, status",
-                params,
-            )
-            folded = _fold_series(series)
+        series = _plain_rows(
+            session,
+            f"SELECT agent_name, hour, status, runs FROM run_rollups WHERE hour >= :since{agent_filter} "
+            "AND runs <> 0 ORDER BY hour, agent_name, status",
+            params,
+        )
+        folded = _fold_series(series)
     else:
         rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
         totals = _sum_per_agent_and_status(rows)
@@ -189,21 +186,6 @@ def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
             for i, value in enumerate(values):
                 sums[i] += int(value or 0)
     return [(agent, status, *values) for (agent, status), values in out.items()]
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection within: a large answer makes a tuple per row read and
-    two containers per bucket (none in a cycle), and set off collections that scanned
-    every one made before it, again and again (90 days by hour took five times the work
-    of 30 days)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[dict[str, Any]]]:
