@@ -73,10 +73,7 @@ def run_stats(
     first_day = since if since.hour == 0 else since.replace(hour=0) + timedelta(days=1)
     dialect = session.get_bind().dialect.name
 
-    def stamp(value: datetime) -> Any:
-        return format_utc(value) if dialect == "sqlite" else value
-
-    params: dict[str, Any] = {"since": stamp(since), "first_day": stamp(first_day)}
+    params: dict[str, Any] = {"since": _stamp(since, dialect), "first_day": _stamp(first_day, dialect)}
     agent_filter = ""
     if agent_name is not None:
         agent_filter = " AND agent_name = :agent"
