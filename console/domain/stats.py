@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, utcnow
-from console.store.rollup_tables import ITEM_COLUMNS, SUM_COLUMNS
+from console.store.rollup_tables import FACETS, ITEM_COLUMNS, SUM_COLUMNS
 from console.store.rollups import bucket_value, hour_of
 
 DEFAULT_DAYS = 7
@@ -56,22 +57,23 @@ def run_stats(
     since: Optional[datetime] = None,
     bucket: str = "day",
     now: Optional[datetime] = None,
+    buckets: bool = True,
+    durations: bool = True,
 ) -> dict[str, Any]:
     """Counts by status, success rate, p50/p95 duration, item sums and time buckets.
 
     `since` is rounded down to its hour (the rollups' finest grain); default: 7 days
     ago. Whole days are read from the day grain, the hours before the first whole
-    day from the hour grain, so a long range reads a few thousand rows.
+    day from the hour grain, so a long range reads a few thousand rows. Without
+    `buckets` the time buckets are left empty, without `durations` the percentiles
+    (neither is read).
     """
     now = now or utcnow()
     since = hour_of(since or now - timedelta(days=DEFAULT_DAYS))
     first_day = since if since.hour == 0 else since.replace(hour=0) + timedelta(days=1)
     dialect = session.get_bind().dialect.name
 
-    def stamp(value: datetime) -> Any:
-        return format_utc(value) if dialect == "sqlite" else value
-
-    params: dict[str, Any] = {"since": stamp(since), "first_day": stamp(first_day)}
+    params: dict[str, Any] = {"since": _stamp(since, dialect), "first_day": _stamp(first_day, dialect)}
     agent_filter = ""
     if agent_name is not None:
         agent_filter = " AND agent_name = :agent"
@@ -90,7 +92,12 @@ def run_stats(
         f"UNION ALL SELECT agent_name, day AS period, status, {values} FROM run_rollup_days "
         f"WHERE day >= :first_day{agent_filter}"
     )
-    if bucket == "hour":
+    if not buckets:
+        totals = session.execute(
+            text(f"SELECT agent_name, status, {sums} FROM ({day_rows}) AS d GROUP BY agent_name, status"), params
+        ).all()
+        folded: dict[Any, list[dict[str, Any]]] = {}
+    elif bucket == "hour":
         # Totals from the day rows; the buckets from the hour grain in its key order
         # (hour, agent, status), so that the fold only appends.
         totals = session.execute(
@@ -102,16 +109,20 @@ def run_stats(
             "AND runs <> 0 ORDER BY hour, agent_name, status",
             params,
         )
+        folded = _fold_series(series)
     else:
         rows = session.execute(text(f"{day_rows} ORDER BY period, agent_name, status"), params).all()
         totals = _sum_per_agent_and_status(rows)
         series = [(agent, period, status, int(runs)) for agent, period, status, runs, *_ in rows if runs]
-    histograms = session.execute(
+        folded = _fold_series(series)
+    # Grouped by bucket first: grouped by agent first, SQLite read the day grain by its
+    # (agent_name, day) index from end to end instead of the range of days by its key.
+    histograms = [] if not durations else session.execute(
         text(
             "SELECT agent_name, bucket, sum(runs) FROM run_rollup_durations "
-            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY agent_name, bucket "
+            f"WHERE hour >= :since AND hour < :first_day{agent_filter} GROUP BY bucket, agent_name "
             "UNION ALL SELECT agent_name, bucket, sum(runs) FROM run_rollup_day_durations "
-            f"WHERE day >= :first_day{agent_filter} GROUP BY agent_name, bucket"
+            f"WHERE day >= :first_day{agent_filter} GROUP BY bucket, agent_name"
         ),
         params,
     ).all()
@@ -130,7 +141,6 @@ def run_stats(
             block_items = items[key]
             for name, value in zip(ITEM_NAMES, item_sums, strict=True):
                 block_items[name] += int(value or 0)
-    buckets = _fold_series(series)
     hist: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for agent, bucket_index, runs in histograms:
         hist[agent][int(bucket_index)] += int(runs)
@@ -138,7 +148,7 @@ def run_stats(
 
     def block(key: Optional[str]) -> dict[str, Any]:
         out = _summary(counts[key], items[key], durations[key], hist[key])
-        out["buckets"] = buckets.get(key, [])
+        out["buckets"] = folded.get(key, [])
         return out
 
     agents = sorted(k for k, c in counts.items() if k is not None and any(c.values()))
@@ -151,11 +161,14 @@ def run_stats(
 
 
 def _plain_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple]:
-    """The rows of a long read as plain tuples: on SQLite straight from the driver
-    (which takes the same :name parameters), skipping a Row object per row."""
+    """The rows of a long read as plain tuples straight from the driver, skipping a Row
+    object per row (SQLite's driver takes the same :name parameters; psycopg's %(name)s)."""
+    driver = session.connection().connection.driver_connection
     if session.get_bind().dialect.name == "sqlite":
-        return session.connection().connection.driver_connection.execute(sql, params).fetchall()
-    return [tuple(row) for row in session.execute(text(sql), params)]
+        return driver.execute(sql, params).fetchall()
+    with driver.cursor() as cursor:
+        cursor.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+        return cursor.fetchall()
 
 
 def _sum_per_agent_and_status(rows: Iterable[tuple]) -> list[tuple]:
@@ -183,7 +196,7 @@ def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[
     current: dict[str, dict[str, int]] = {}  # each agent's counts in the current period
     for agent, period, status, runs in series:
         if period != last_period:
-            start, last_period, current = format_utc(hour_of(period)), period, {}
+            start, last_period, current = _period_start(period), period, {}
             overall_counts = {}
             overall.append({"start": start, "counts": overall_counts})
         counts = current.get(agent)
@@ -198,6 +211,14 @@ def _fold_series(series: Iterable[tuple[str, Any, str, int]]) -> dict[Any, list[
     return buckets
 
 
+def _period_start(period: Any) -> str:
+    """A rollup period (SQLite: its stored text, already in the stored form; PostgreSQL: a
+    datetime) as the buckets' `start`."""
+    if isinstance(period, str) and len(period) == 32 and period.endswith(":00:00.000000+00:00"):
+        return period
+    return format_utc(hour_of(period))
+
+
 def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
     """All-time run counts per agent and status, from the all-time grain."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
@@ -208,6 +229,67 @@ def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
+def daily_counts_by_agent(session: Session, first_day: datetime) -> dict[str, dict[date, dict[str, int]]]:
+    """Runs per agent, day and status from the UTC day of `first_day` on, from the day grain."""
+    dialect = session.get_bind().dialect.name
+    start = hour_of(first_day).replace(hour=0)
+    out: dict[str, dict[date, dict[str, int]]] = defaultdict(dict)
+    days: dict[Any, date] = {}
+    sql = "SELECT agent_name, day, status, runs FROM run_rollup_days WHERE day >= :first_day AND runs <> 0"
+    for agent, day, status, runs in _plain_rows(session, sql, {"first_day": _stamp(start, dialect)}):
+        when = days.get(day)
+        if when is None:
+            when = days[day] = hour_of(day).date()
+        out[agent].setdefault(when, {})[status] = int(runs)
+    return dict(out)
+
+
+def status_counts(
+    session: Session,
+    *,
+    agent_name: Optional[str] = None,
+    facet: Optional[tuple[str, str]] = None,
+    since: Optional[datetime] = None,
+) -> dict[str, int]:
+    """Runs per status of every agent, of one agent, or of one `facet` (column, value), one of
+    FACETS; since the hour of `since`, else all time. From the rollups: a few hundred rows
+    whatever the number of runs (for a facet, one per status and hour of the range).
+    """
+    dialect = session.get_bind().dialect.name
+    params: dict[str, Any] = {}
+    if facet is not None:
+        if facet[0] not in FACETS:
+            raise ValueError(f"not a counted facet: {facet[0]!r}")
+        params.update(facet=facet[0], value=facet[1])
+        where = "facet = :facet AND value = :value"
+        if since is None:
+            sql = f"SELECT status, runs FROM run_facet_totals WHERE {where}"
+        else:
+            params["since"] = _stamp(hour_of(since), dialect)
+            sql = f"SELECT status, sum(runs) FROM run_facet_rollups WHERE {where} AND hour >= :since GROUP BY status"
+    else:
+        agent = ""
+        if agent_name is not None:
+            agent, params["agent"] = " AND agent_name = :agent", agent_name
+        if since is None:
+            sql = f"SELECT status, sum(runs) FROM run_rollup_totals WHERE 1 = 1{agent} GROUP BY status"
+        else:
+            # The hours before the first whole day from the hour grain, then the day grain.
+            start = hour_of(since)
+            first_day = start if start.hour == 0 else start.replace(hour=0) + timedelta(days=1)
+            params.update(since=_stamp(start, dialect), first_day=_stamp(first_day, dialect))
+            sql = (
+                "SELECT status, sum(runs) FROM (SELECT status, runs FROM run_rollups "
+                f"WHERE hour >= :since AND hour < :first_day{agent} UNION ALL SELECT status, runs "
+                f"FROM run_rollup_days WHERE day >= :first_day{agent}) AS r GROUP BY status"
+            )
+    return {status: int(runs) for status, runs in session.execute(text(sql), params) if runs}
+
+
+def _stamp(value: datetime, dialect: str) -> Any:
+    return format_utc(value) if dialect == "sqlite" else value
+
+
 def all_time_histogram(session: Session) -> dict[int, int]:
     return {
         int(b): int(n)
@@ -216,10 +298,3 @@ def all_time_histogram(session: Session) -> dict[int, int]:
         )
     }
 
-
-def merge(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for block in counts:
-        for key, value in block.items():
-            out[key] += value
-    return dict(out)

@@ -16,13 +16,16 @@ from sqlalchemy.orm import Session
 from console.core.progress import Progress, quiet
 from console.store import watermark
 from console.store.rollup_tables import (
+    FACETS,
     ITEM_COLUMNS,
     LOG_GAMMA,
     ROLLUP_SUMS,
     SUM_COLUMNS,
     TABLES,
+    add_on_conflict,
     bucket_expr,
     day_expr,
+    facet_rows,
     hour_expr,
 )
 from console.store.rollups import Delta, _period, grains, hour_of
@@ -35,11 +38,17 @@ def _lock(session: Session) -> None:
         session.execute(text("LOCK TABLE " + ", ".join(TABLES) + " IN EXCLUSIVE MODE"))
 
 
-def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
-    """Recompute the hour grain for the agent_runs rows matching `where` (on start_time)."""
+def _recompute(session: Session, where: str, params: dict[str, Any], *, facet_totals: bool = True) -> None:
+    """Recompute the hour grain for the agent_runs rows matching `where` (on start_time).
+
+    `facet_totals`: move the all-time facet counts by the difference (else the caller
+    recomputes them)."""
     dialect = session.get_bind().dialect.name
     hour = hour_expr(dialect)
     hour_where = where.replace("start_time", "hour")
+    if facet_totals:
+        _add_facet_hours_to_totals(session, hour_where, params, sign="-")
+    session.execute(text(f"DELETE FROM run_facet_rollups WHERE {hour_where}"), params)
     session.execute(text(f"DELETE FROM run_rollups WHERE {hour_where}"), params)
     session.execute(text(f"DELETE FROM run_rollup_durations WHERE {hour_where}"), params)
     session.execute(
@@ -58,6 +67,23 @@ def _recompute(session: Session, where: str, params: dict[str, Any]) -> None:
             f"WHERE {where} AND status <> 'running' GROUP BY 1, 2, 3, 4"
         ),
         {**params, "log_gamma": LOG_GAMMA},
+    )
+    session.execute(
+        text(f"INSERT INTO run_facet_rollups (hour, facet, value, status, runs) {facet_rows(dialect, where, hourly=True)}"),
+        params,
+    )
+    if facet_totals:
+        _add_facet_hours_to_totals(session, hour_where, params, sign="")
+
+
+def _add_facet_hours_to_totals(session: Session, hour_where: str, params: dict[str, Any], sign: str) -> None:
+    """Add (sign "") or subtract (sign "-") the facet counts of these hours to the all-time ones."""
+    session.execute(
+        text(
+            f"INSERT INTO run_facet_totals (facet, value, status, runs) SELECT facet, value, status, {sign}sum(runs) "
+            f"FROM run_facet_rollups WHERE {hour_where} GROUP BY 1, 2, 3 {add_on_conflict('run_facet_totals')}"
+        ),
+        params,
     )
 
 
@@ -112,7 +138,14 @@ def rebuild(session: Session, progress: Progress = quiet) -> int:
         progress("rollups: indexing runs not indexed yet")
         watermark.index_without_counting(session)  # the recomputation below counts every run
     progress("rollups: recomputing the hours")
-    _recompute(session, "1 = 1", {})
+    _recompute(session, "1 = 1", {}, facet_totals=False)
+    session.execute(text("DELETE FROM run_facet_totals"))
+    session.execute(
+        text(
+            "INSERT INTO run_facet_totals (facet, value, status, runs) "
+            "SELECT facet, value, status, sum(runs) FROM run_facet_rollups GROUP BY 1, 2, 3"
+        )
+    )
     progress("rollups: recomputing the days")
     _recompute_days(session, "1 = 1", {})
     progress("rollups: recomputing the totals")
@@ -198,7 +231,7 @@ def ensure_fresh(db) -> int:
 def recompute_from_runs(session: Session) -> dict[str, dict]:
     """What the rollups should hold, computed from agent_runs in Python (for checks and tests)."""
     delta = Delta()
-    columns = "agent_name, status, start_time, duration_ms, " + ", ".join(ITEM_COLUMNS)
+    columns = "agent_name, status, start_time, duration_ms, " + ", ".join((*ITEM_COLUMNS, *FACETS))
     for row in session.execute(text(f"SELECT {columns} FROM agent_runs")).mappings():
         delta.add(row, +1)
     return grains(delta)

@@ -16,6 +16,9 @@ LOG_GAMMA = math.log(GAMMA)
 MAX_BUCKET = 200  # 2**50 ms: anything longer lands here
 ITEM_COLUMNS = ("items_discovered", "items_succeeded", "items_failed", "items_skipped")
 SUM_COLUMNS = ("runs", "duration_ms_sum", *ITEM_COLUMNS)
+# The run columns the runs page filters on besides the agent: runs are also counted per
+# (facet, value, status), where facet names one of these columns and value is its value.
+FACETS = ("job_type", "host", "environment")
 # table: (key columns, summed columns)
 TABLES = {
     "run_rollups": (("hour", "agent_name", "status"), SUM_COLUMNS),
@@ -24,6 +27,8 @@ TABLES = {
     "run_rollup_day_durations": (("day", "agent_name", "bucket"), ("runs",)),
     "run_rollup_totals": (("agent_name", "status"), SUM_COLUMNS),
     "run_rollup_total_durations": (("agent_name", "bucket"), ("runs",)),
+    "run_facet_rollups": (("hour", "facet", "value", "status"), ("runs",)),
+    "run_facet_totals": (("facet", "value", "status"), ("runs",)),
 }
 
 
@@ -62,9 +67,24 @@ def add_on_conflict(table: str) -> str:
     )
 
 
+def facet_rows(dialect: str, where: str, *, hourly: bool) -> str:
+    """SELECT (hour,) facet, value, status, count(*) of the agent_runs rows matching `where`,
+    one group per facet value that is set."""
+    hour = f"{hour_expr(dialect)} AS hour, " if hourly else ""
+    picked = " UNION ALL ".join(
+        f"SELECT {hour}'{name}' AS facet, {name} AS value, status FROM agent_runs WHERE ({where}) AND {name} IS NOT NULL"
+        for name in FACETS
+    )
+    keys = "hour, facet, value, status" if hourly else "facet, value, status"
+    return f"SELECT {keys}, count(*) FROM ({picked}) AS f GROUP BY {keys}"
+
+
 def _add_rows_above(table: str) -> str:
     """SQLite: add the runs above the watermark (`id > ?`) to one rollup table, one upsert per group."""
     keys, sums = TABLES[table]
+    if "facet" in keys:
+        rows = facet_rows("sqlite", "id > ?1", hourly="hour" in keys)
+        return f"INSERT INTO {table} ({', '.join((*keys, *sums))}) {rows} {add_on_conflict(table)}"
     hour, day = hour_expr("sqlite"), day_expr("sqlite", "start_time")
     picked = [{"hour": hour, "day": day}.get(key, key) for key in keys]
     if "bucket" in keys:

@@ -40,10 +40,10 @@ from sqlalchemy.orm import Session
 from console.core.timeutil import format_utc, parse_timestamp
 from console.store import counters, watermark
 from console.store.db import driver_cursor
-from console.store.rollup_tables import GAMMA, ITEM_COLUMNS, LOG_GAMMA, MAX_BUCKET, TABLES, add_on_conflict
+from console.store.rollup_tables import FACETS, GAMMA, ITEM_COLUMNS, LOG_GAMMA, MAX_BUCKET, TABLES, add_on_conflict
 
 # The columns whose change moves a run between rollup groups or sums.
-ROLLED_COLUMNS = ("agent_name", "status", "start_time", "duration_ms", *ITEM_COLUMNS)
+ROLLED_COLUMNS = ("agent_name", "status", "start_time", "duration_ms", *ITEM_COLUMNS, *FACETS)
 
 Change = tuple[Optional[Mapping[str, Any]], Optional[Mapping[str, Any]]]
 
@@ -100,6 +100,7 @@ def _rolled(row: Mapping[str, Any]) -> tuple:
         start,
         _int(row.get("duration_ms")),
         *(_int(row.get(name)) for name in ITEM_COLUMNS),
+        *(row.get(name) for name in FACETS),
     )
 
 
@@ -109,6 +110,7 @@ class Delta:
     def __init__(self) -> None:
         self.groups: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
         self.buckets: dict[tuple, int] = defaultdict(int)
+        self.facets: dict[tuple, int] = defaultdict(int)  # (facet, value, status, hour): runs
         self.touched_hours: dict[datetime, int] = defaultdict(int)
         self.counters: dict[tuple[str, str, str], int] = defaultdict(int)  # console/store/counters.py
 
@@ -117,6 +119,7 @@ class Delta:
         for key, values in self.groups.items():
             other.groups[key] = list(values)
         other.buckets.update(self.buckets)
+        other.facets.update(self.facets)
         other.touched_hours.update(self.touched_hours)
         other.counters.update(self.counters)
         return other
@@ -141,6 +144,10 @@ class Delta:
             group[2 + i] += sign * _int(row.get(name))
         if status != "running":
             self.buckets[(agent, status, hour, duration_bucket(duration))] += sign
+        for facet in FACETS:
+            value = row.get(facet)
+            if value is not None:
+                self.facets[(facet, value, status, hour)] += sign
 
 
 @contextlib.contextmanager
@@ -255,6 +262,11 @@ def grains(delta: Delta) -> dict[str, dict[tuple, list[int]]]:
             hour_buckets[(hour, agent, status, bucket)] = [n]
             _add_into(day_buckets, (hour.replace(hour=0), agent, bucket), [n])
             _add_into(total_buckets, (agent, bucket), [n])
+    facet_hours, facet_totals = out["run_facet_rollups"], out["run_facet_totals"]
+    for (facet, value, status, hour), n in delta.facets.items():
+        if n:
+            facet_hours[(hour, facet, value, status)] = [n]
+            _add_into(facet_totals, (facet, value, status), [n])
     return {table: {k: v for k, v in groups.items() if any(v)} for table, groups in out.items()}
 
 

@@ -31,19 +31,19 @@ def agents_page():
     reconcile.ensure_fresh(_db())  # the figures come from the rollups: catch them up first
     with _db().read() as session:
         latest = runs.latest_run_per_agent(session)
-        day = stats.run_stats(session, since=now - timedelta(hours=24), now=now)["agents"]
-        week = stats.run_stats(session, since=now - timedelta(days=7), now=now)["agents"]
-        first_day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=CHART_DAYS - 1)
-        month = stats.run_stats(session, since=first_day, bucket="day", now=now)["agents"]
+        day = stats.run_stats(session, since=now - timedelta(hours=24), now=now, buckets=False, durations=False)
+        week = stats.run_stats(session, since=now - timedelta(days=7), now=now, buckets=False)
+        first_day = now - timedelta(days=CHART_DAYS - 1)
+        month = stats.daily_counts_by_agent(session, first_day)
         incidents = open_incidents_by_agent(session)
         agents = []
         for name in sorted(latest):
             agents.append({
                 "name": name,
                 "last_run": run_to_dict(latest[name], hosts),
-                "day": day.get(name),
-                "week": week.get(name),
+                "day": day["agents"].get(name),
+                "week": week["agents"].get(name),
                 "incidents": incidents.get(name, []),
-                "chart": daily_chart((month.get(name) or {}).get("buckets", []), days=CHART_DAYS, today=now),
+                "chart": daily_chart(month.get(name, {}), days=CHART_DAYS, today=now),
             })
     return page("agents.html", agents=agents, statuses=STATUSES, chart_days=CHART_DAYS)

@@ -69,22 +69,23 @@ class PageFilters:
             q=self.q or None,
         )
 
+    def facets(self) -> dict[str, str]:
+        """The filters on columns the rollups count runs by besides the agent (console.domain.stats.FACETS)."""
+        return {name: getattr(self, name) for name in stats.FACETS if getattr(self, name)}
+
     @property
     def counts_from_rollups(self) -> bool:
-        """The hourly rollups can count this filter (agent, status, whole-hour range only)."""
-        return not (self.q or self.job_type or self.host or self.environment)
+        """The rollups can count this filter: no `q`, and at most one of agent, job type,
+        host and environment (with any status and whole-hour range)."""
+        return not self.q and len(self.facets()) + bool(self.agent) <= 1
 
 
-def rollup_counts(session, filters: runs.RunFilters, since) -> dict[str, int]:
-    """Runs per status from the rollups (console.domain.stats) for an agent / status / whole-hour filter."""
-    if since is None:
-        totals = stats.totals_by_agent(session)
-        found = totals.get(filters.agent_name, {}) if filters.agent_name else stats.merge(totals.values())
-    else:
-        result = stats.run_stats(session, agent_name=filters.agent_name, since=since)
-        block = result["agents"].get(filters.agent_name) if filters.agent_name else result["overall"]
-        found = (block or {}).get("counts", {})
-    return {s: found.get(s, 0) if filters.status in (None, s) else 0 for s in STATUSES}
+def rollup_counts(session, page_filters: PageFilters) -> dict[str, int]:
+    """Runs per status from the rollups (console.domain.stats) for a filter they count."""
+    facet = next(iter(page_filters.facets().items()), None)
+    status = runs.parse_status_filter(page_filters.status) if page_filters.status else None
+    found = stats.status_counts(session, agent_name=page_filters.agent or None, facet=facet, since=page_filters.since())
+    return {s: found.get(s, 0) if status in (None, s) else 0 for s in STATUSES}
 
 
 def _rows(session, filters: runs.RunFilters, cursor: Optional[str] = None):
@@ -120,7 +121,7 @@ def runs_page():
             if not cursor:
                 context["poll_after"] = runs.encode_cursor(newest) if newest else "start"
                 if page_filters.counts_from_rollups:
-                    context["counts"] = rollup_counts(session, filters, page_filters.since())
+                    context["counts"] = rollup_counts(session, page_filters)
         except Invalid as exc:
             context["error"] = exc.detail
             status = 400
@@ -132,11 +133,17 @@ def runs_page():
 
 @web_bp.get("/runs/counts")
 def runs_counts():
-    """Runs per status for filters the rollups cannot count (deferred, capped)."""
+    """Runs per status: from the rollups when they count the filter, else deferred and capped."""
     page_filters = PageFilters.from_args(request.args)
+    if page_filters.counts_from_rollups:
+        reconcile.ensure_fresh(_db())
     with _db().read() as session:
         try:
-            counts, capped = web_queries.capped_status_counts(session, page_filters.domain())
+            filters = page_filters.domain()
+            if page_filters.counts_from_rollups:
+                counts, capped = rollup_counts(session, page_filters), False
+            else:
+                counts, capped = web_queries.capped_status_counts(session, filters)
         except Invalid as exc:
             return render("runs_counts.html", "_runs_counts.html", 400, f=page_filters, counts=None, error=exc.detail)
     return render("runs_counts.html", "_runs_counts.html", f=page_filters, counts=counts, capped=capped,
@@ -163,7 +170,7 @@ def runs_new():
             return make_response("", 204)
         counts = None
         if page_filters.counts_from_rollups:
-            counts = rollup_counts(session, page_filters.domain(), page_filters.since())
+            counts = rollup_counts(session, page_filters)
     response = make_response(render_new(rows, page_filters, runs.encode_cursor(newest), counts))
     response.vary.add("HX-Request")
     return response

@@ -6,6 +6,7 @@ through the WSGI app (Flask test client: the whole server-side path, no network)
 prints p50 / p95 / max in milliseconds.
 
     .venv/bin/python scripts/bench/bench_pages.py --runs 1000000 --db build/bench/pages.sqlite
+    .venv/bin/python scripts/bench/bench_pages.py --database-url postgresql+psycopg://... (seed_runs.py's)
 """
 
 from __future__ import annotations
@@ -65,17 +66,23 @@ def fill(app, total: int, batch: int = 5000) -> None:
             print(f"  {done:,} runs ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-def sample(session) -> tuple[str, str, str, str]:
-    """From the file (this script's fill or seed_runs.py's): the busiest agent, a job type, a
-    piece of a run_id from the middle of the set for `q`, and a cursor there."""
+def sample(session) -> dict[str, str]:
+    """From the database (this script's fill or seed_runs.py's): the busiest agent, a job type,
+    a host, an environment, a piece of a run_id from the middle of the set for `q`, and a
+    cursor there."""
     agent = session.execute(text(
         "SELECT agent_name FROM run_rollup_totals GROUP BY agent_name ORDER BY sum(runs) DESC LIMIT 1")).scalar_one()
     job = session.execute(text("SELECT min(job_type) FROM agent_runs")).scalar_one()
+    host = session.execute(text("SELECT min(host) FROM agent_runs")).scalar_one() or ""
+    environment = session.execute(text("SELECT min(environment) FROM agent_runs")).scalar_one() or ""
     middle = session.execute(text(
         "SELECT id, run_id, created_at FROM agent_runs WHERE id >= (SELECT max(id) / 2 FROM agent_runs) "
         "ORDER BY id LIMIT 1")).mappings().one()
-    cursor = runs.encode_cursor({"id": middle["id"], "created_at": parse_timestamp(middle["created_at"])})
-    return agent, job, middle["run_id"][-8:], cursor
+    created = middle["created_at"]
+    cursor = runs.encode_cursor({"id": middle["id"], "created_at": parse_timestamp(created) if isinstance(created, str)
+                                 else created})
+    return {"agent": agent, "job": job, "host": host, "environment": environment, "q": middle["run_id"][-8:],
+            "deep": cursor}
 
 
 def measure(client, path: str, repeat: int) -> tuple[float, float, float, int]:
@@ -96,21 +103,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--db", default=str(ROOT / "build" / "bench" / "pages.sqlite"))
+    parser.add_argument("--database-url", help="a PostgreSQL database (seed_runs.py's) instead of the file")
     parser.add_argument("--repeat", type=int, default=20)
     options = parser.parse_args()
     Path(options.db).parent.mkdir(parents=True, exist_ok=True)
-    settings = load_settings({"TELEMETRY_DB_PATH": options.db, "TELEMETRY_SECRET_KEY": "bench"})
+    where = {"TELEMETRY_DATABASE_URL": options.database_url} if options.database_url else {"TELEMETRY_DB_PATH": options.db}
+    settings = load_settings({**where, "TELEMETRY_SECRET_KEY": "bench"})
     migrate.upgrade(settings)
     app = create_app(settings, {"TESTING": True})
     fill(app, options.runs)
     client = app.test_client()
     with app.extensions["telemetry_db"].read() as session:
         newest, cursor = runs.list_runs(session, runs.RunFilters(), limit=50)
-        agent, job, q, deep = sample(session)
+        s = sample(session)
+    agent, job, q = s["agent"], s["job"], s["q"]
     paths = [
         "/", f"/?agent={agent}", "/?status=failure", f"/?job_type={job}", "/?range=24h",
-        f"/?agent={agent}&status=failure&range=7d", f"/?cursor={cursor}", f"/?cursor={deep}", f"/?q={q}",
-        f"/runs/counts?q={q}", f"/runs/counts?job_type={job}", f"/runs/{newest[0]['event_id']}",
+        f"/?agent={agent}&status=failure&range=7d", f"/?cursor={cursor}", f"/?cursor={s['deep']}", f"/?q={q}",
+        f"/runs/counts?q={q}", f"/runs/counts?job_type={job}", f"/runs/counts?job_type={job}&range=7d",
+        f"/runs/counts?job_type={job}&status=failure", f"/runs/counts?host={s['host']}",
+        f"/runs/counts?environment={s['environment']}&range=24h", f"/runs/{newest[0]['event_id']}",
         "/stale", "/agents",
     ]
     for path in paths:  # warm up, then freeze what is loaded, as a gunicorn worker does
