@@ -106,9 +106,8 @@ def test_counts_from_the_rollups_equal_the_rows_after_every_kind_of_write(client
     assert_counts_match_rows(client)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL's direct writes are followed by `rollups rebuild`
 def test_counts_follow_another_tools_writes_to_the_sqlite_file(client, settings, backend):
-    if backend != "sqlite":
-        pytest.skip("other tools write the SQLite file; PostgreSQL's direct writes are followed by `rollups rebuild`")
     assert client.post("/api/v1/runs/batch", json=[record(n) for n in range(60)]).get_json()["inserted"] == 60
     page_counts(client, {"job_type": "crawl"})  # counted
     with sqlite3.connect(settings.db_path) as raw:
