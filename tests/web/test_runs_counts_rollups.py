@@ -18,7 +18,6 @@ from console.web import queries as web_queries
 from console.web.runs import PageFilters
 from tests.web.conftest import HTMX
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 AGENTS = ("alpha", "beta", "gamma")
 JOBS = ("crawl", "index")
@@ -88,6 +87,7 @@ def assert_counts_match_rows(client) -> None:
             assert page_counts(client, query) == row_counts(client, query), query
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_counts_from_the_rollups_equal_the_rows_after_every_kind_of_write(client, db, backend, slow_idle_catch_up):
     batch = [record(n) for n in range(120)]
     assert client.post("/api/v1/runs/batch", json=batch).get_json()["inserted"] == 120
