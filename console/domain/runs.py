@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, parse_timestamp, utcnow
 from console.domain.errors import Invalid, NotFound
-from console.domain.records import run_values
+from console.domain.records import field_values, run_values
 from console.domain.validation import (
     MAX_OFFSET,
     OFFSET_TOO_DEEP,
@@ -171,10 +171,13 @@ class PreparedBatch:
     total: int
 
 
-def prepare_batch(records: Sequence[RunCreate], dialect: str, *, now: Optional[datetime] = None) -> PreparedBatch:
-    """A batch's runs made ready for create_prepared_batch (outside the write transaction)."""
+def prepare_batch(
+    records: Sequence[Mapping[str, Any]], dialect: str, *, now: Optional[datetime] = None
+) -> PreparedBatch:
+    """A batch's runs (RunCreate's validated fields: records.field_values) made ready for
+    create_prepared_batch, outside the write transaction."""
     now = now or utcnow()
-    rows, _repeats = unique_by_event_id(run_values(record, now) for record in records)
+    rows, _repeats = unique_by_event_id(field_values(record, now) for record in records)
     return PreparedBatch(prepare_new_runs(rows, dialect), len(records))
 
 
@@ -186,7 +189,8 @@ def create_prepared_batch(session: Session, batch: PreparedBatch) -> BatchOutcom
 
 def create_runs(session: Session, records: Sequence[RunCreate], *, now: Optional[datetime] = None) -> BatchOutcome:
     """Store many runs in one transaction; repeats (stored or within the batch) are duplicates."""
-    return create_prepared_batch(session, prepare_batch(records, session.get_bind().dialect.name, now=now))
+    fields = [record.__dict__ for record in records]
+    return create_prepared_batch(session, prepare_batch(fields, session.get_bind().dialect.name, now=now))
 
 
 # ---------------------------------------------------------------- read
