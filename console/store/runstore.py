@@ -141,7 +141,11 @@ _NULL_BY_DEFAULT = frozenset(c.name for c in agent_runs.columns if c.server_defa
 def set_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[str]:
     """`columns` without those NULL in every row that an INSERT may leave out: a run
     leaves most of them NULL, and each bound value costs the driver and the statement."""
-    return [name for name in columns if name not in _NULL_BY_DEFAULT or any(row[name] is not None for row in rows)]
+    every = len(rows)
+    return [
+        name for name in columns
+        if name not in _NULL_BY_DEFAULT or list(map(operator.itemgetter(name), rows)).count(None) < every
+    ]
 
 
 def driver_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = RUN_COLUMNS) -> list[tuple]:
