@@ -14,6 +14,8 @@ console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
+SQLite also looks run_id up by equality through this index (`run_id_is`), in place
+of an index of every run_id.
 """
 
 from __future__ import annotations
