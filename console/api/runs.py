@@ -22,6 +22,7 @@ from console.api.spec import NEXT_PAGE_LINK, route
 from console.domain import group_commit, runs
 from console.domain.bounded_json import Unstorable
 from console.domain.errors import DomainError
+from console.domain.hand_check import well_formed_run
 from console.domain.records import run_to_dict
 from console.domain.validation import (
     CommitAssociation,
@@ -270,9 +271,12 @@ def create_runs_batch(body: RunBatch):
     }, 201
 
 
-def validate_items(items: list[Any]) -> tuple[list[RunCreate], list[dict[str, Any]]]:
-    """The valid items as models, and an error entry for each invalid one."""
-    records: list[RunCreate] = []
+def validate_items(items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """RunCreate's validated fields of each valid item, and an error entry for each invalid one.
+
+    An ordinary record takes the hand check (console/domain/hand_check.py), anything
+    else the model, which also words the errors."""
+    records: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     validate = RunCreate.model_validate
     for index, item in enumerate(items):
@@ -280,8 +284,12 @@ def validate_items(items: list[Any]) -> tuple[list[RunCreate], list[dict[str, An
             errors.append({"index": index, "event_id": None,
                            "detail": [{"loc": [], "msg": item.reason, "type": "value_error"}]})
             continue
+        fields = well_formed_run(item)
+        if fields is not None:
+            records.append(fields)
+            continue
         try:
-            records.append(validate(item))
+            records.append(validate(item).__dict__)
         except ValidationError as exc:
             event_id = item.get("event_id") if isinstance(item, dict) else None
             errors.append({

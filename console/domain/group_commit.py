@@ -29,7 +29,7 @@ from console.domain.records import run_values
 from console.domain.validation import RunCreate
 from console.store import watermark
 from console.store.db import Database, DatabaseUnavailable
-from console.store.runstore import driver_rows
+from console.store.runstore import driver_rows, set_columns
 from console.store.writelock import queued_write
 
 # The writer thread ends after this long without work (a new request restarts it).
@@ -171,7 +171,7 @@ class GroupCommit:
             first.setdefault(waiter.row["event_id"], waiter)
         rows = [waiter.row for waiter in first.values()]
         if self._db.dialect == "sqlite":
-            columns = list(rows[0])
+            columns = set_columns(rows, list(rows[0]))
             params = driver_rows(rows, columns)  # before the lock
             inserted = queued_write(
                 self._db, lambda cursor: runs.insert_uncounted(cursor, columns, params), driver=True

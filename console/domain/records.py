@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,34 +18,22 @@ INTERNAL_COLUMNS = {"last_seen_at", "last_heartbeat_at", "stale_marked_at", "sta
 
 def run_values(record: RunCreate, now: datetime | None = None) -> dict[str, Any]:
     """Column values for inserting `record` (defaults filled in, status canonical)."""
+    return field_values(record.__dict__, now)  # the validated fields, as model_dump() gives them, without its cost
+
+
+def field_values(fields: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Column values for inserting a run from RunCreate's validated fields (a model's
+    `__dict__`, or console/domain/hand_check.py `well_formed_run`), in a new dict.
+    Every field of RunCreate is a column, so the fields are taken as they are."""
+    values = fields.copy()
     now = now or utcnow()
-    values = record.__dict__.copy()  # the validated fields, as model_dump() gives them, without its cost
-    values["api_posted"] = 1 if record.api_posted else 0
-    values["created_at"] = record.created_at or now
+    values["api_posted"] = 1 if values["api_posted"] else 0
+    values["created_at"] = values["created_at"] or now
     values["updated_at"] = now
     values["schema_version"] = 7
-    values["last_seen_at"] = record.end_time or record.start_time if record.status != "running" else record.start_time
-    if _all_columns(type(record)):
-        return values  # a third of the cost of picking the columns again, per run of a batch
-    return {key: values[key] for key in _value_columns(values)}
-
-
-@functools.cache
-def _all_columns(model: type) -> bool:
-    """True when every field of the model is a column (then its values need no picking)."""
-    return set(model.model_fields) <= set(RUN_COLUMNS)
-
-
-_VALUE_COLUMNS: dict[frozenset, list[str]] = {}
-
-
-def _value_columns(values: dict[str, Any]) -> list[str]:
-    """The table's columns present in `values`, in table order (cached per key set)."""
-    key = frozenset(values)
-    columns = _VALUE_COLUMNS.get(key)
-    if columns is None:
-        columns = _VALUE_COLUMNS[key] = [name for name in RUN_COLUMNS if name != "id" and name in values]
-    return columns
+    end, start = values["end_time"], values["start_time"]
+    values["last_seen_at"] = (end or start) if values["status"] != "running" else start
+    return values
 
 
 def run_to_dict(row: Mapping[str, Any], git_hosts: tuple = ()) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from console.core.timeutil import format_utc, parse_timestamp, utcnow
 from console.domain.errors import Invalid, NotFound
-from console.domain.records import run_values
+from console.domain.records import field_values, run_values
 from console.domain.validation import (
     MAX_OFFSET,
     OFFSET_TOO_DEEP,
@@ -35,7 +35,13 @@ from console.domain.validation import (
 )
 from console.store import alert_marker, counters, rollups, search
 from console.store.models import agent_runs, audit_log, run_events
-from console.store.runstore import JSON_COLUMNS, driver_rows, insert_sqlite_rows, insert_with_cursor
+from console.store.runstore import (
+    JSON_COLUMNS,
+    driver_rows,
+    insert_sqlite_rows,
+    insert_with_cursor,
+    set_columns,
+)
 
 c = agent_runs.c
 
@@ -48,7 +54,8 @@ class NewRuns:
     """Runs to insert with every piece of Python work done: made before the write lock is taken."""
 
     rows: list[Mapping[str, Any]]  # unique event_ids
-    params: list[tuple]  # SQLite: each row's values as the driver takes them (else empty)
+    columns: list[str]  # SQLite: the columns inserted (runstore.set_columns)
+    params: list[tuple]  # SQLite: each row's values in `columns` order, as the driver takes them (else empty)
     delta: rollups.Delta  # the rollup effect if every row is inserted
     rollup_rows: dict[str, list[tuple]]
 
@@ -60,8 +67,9 @@ def prepare_new_runs(rows: Sequence[Mapping[str, Any]], dialect: str) -> NewRuns
     for row in rows:
         delta.add(row, +1)
         delta.count(None, row)
-    params = driver_rows(rows, list(rows[0])) if dialect == "sqlite" and rows else []
-    return NewRuns(rows, params, delta, rollups.upsert_rows(delta, dialect))
+    columns = set_columns(rows, list(rows[0])) if dialect == "sqlite" and rows else []
+    params = driver_rows(rows, columns) if columns else []
+    return NewRuns(rows, columns, params, delta, rollups.upsert_rows(delta, dialect))
 
 
 _SKIP_STORED = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
@@ -77,7 +85,7 @@ def insert_new_runs(session: Session, new: NewRuns) -> set[str]:
         return set()
     with rollups.own_writes(session, inserts_only=True):
         if session.get_bind().dialect.name == "sqlite":
-            returned = insert_sqlite_rows(session, list(new.rows[0]), new.params, _SKIP_STORED)
+            returned = insert_sqlite_rows(session, new.columns, new.params, _SKIP_STORED)
             inserted = {event_id for (event_id,) in returned}
         else:
             inserted = _insert_postgresql(session, new.rows)
@@ -171,10 +179,13 @@ class PreparedBatch:
     total: int
 
 
-def prepare_batch(records: Sequence[RunCreate], dialect: str, *, now: Optional[datetime] = None) -> PreparedBatch:
-    """A batch's runs made ready for create_prepared_batch (outside the write transaction)."""
+def prepare_batch(
+    records: Sequence[Mapping[str, Any]], dialect: str, *, now: Optional[datetime] = None
+) -> PreparedBatch:
+    """A batch's runs (RunCreate's validated fields: records.field_values) made ready for
+    create_prepared_batch, outside the write transaction."""
     now = now or utcnow()
-    rows, _repeats = unique_by_event_id(run_values(record, now) for record in records)
+    rows, _repeats = unique_by_event_id(field_values(record, now) for record in records)
     return PreparedBatch(prepare_new_runs(rows, dialect), len(records))
 
 
@@ -186,7 +197,8 @@ def create_prepared_batch(session: Session, batch: PreparedBatch) -> BatchOutcom
 
 def create_runs(session: Session, records: Sequence[RunCreate], *, now: Optional[datetime] = None) -> BatchOutcome:
     """Store many runs in one transaction; repeats (stored or within the batch) are duplicates."""
-    return create_prepared_batch(session, prepare_batch(records, session.get_bind().dialect.name, now=now))
+    fields = [record.__dict__ for record in records]
+    return create_prepared_batch(session, prepare_batch(fields, session.get_bind().dialect.name, now=now))
 
 
 # ---------------------------------------------------------------- read

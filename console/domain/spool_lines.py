@@ -17,11 +17,10 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationError, field_validator
 
 from console.domain.bounded_json import BAD_CHARS, Unstorable
+from console.domain.hand_check import checked_fields, kinds
 from console.domain.validation import (
-    MAX_COUNTER,
     MAX_TEXT_CHARS,
     RESERVED_EVENT_IDS,
-    STATUSES,
     CommitAssociation,
     EventId,
     Identifier,
@@ -30,7 +29,6 @@ from console.domain.validation import (
     Status,
     Timestamp,
     error_details,
-    json_document,
     plain_timestamp,
 )
 
@@ -152,60 +150,15 @@ def well_formed_envelope(item: dict[str, Any]) -> Optional[Envelope]:
     )
 
 
-def _fields_declared_as(model: type[BaseModel], annotation: str) -> frozenset[str]:
-    """The fields of `model` declared with this annotation (as written: the modules use
-    postponed annotations), so that the hand check follows the model's declarations."""
-    declared: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        declared.update(cls.__dict__.get("__annotations__", {}))
-    return frozenset(name for name, written in declared.items() if written == annotation)
-
-
-_TEXT_FIELDS = _fields_declared_as(RunData, "Optional[Text]")
-_COUNTER_FIELDS = _fields_declared_as(RunData, "Counter")
-_TIME_FIELDS = _fields_declared_as(RunData, "Optional[Timestamp]")
-_JSON_FIELDS = _fields_declared_as(RunData, "JSONValue")
-_RUN_DATA_FIELDS = frozenset(RunData.model_fields)
+_RUN_DATA = kinds(RunData)
 
 
 def well_formed_run_data(envelope: Envelope) -> Optional[dict[str, Any]]:
-    """The given fields of a run line's data, checked by hand; None sends it to RunData's validation.
-
-    As with the envelope: only what RunData accepts, with the values it would produce.
-    """
+    """The given fields of a run line's data, checked by hand (console/domain/hand_check.py);
+    None sends it to RunData's validation."""
     if envelope.kind not in RUN_KINDS:
         return None
-    given: dict[str, Any] = {}
-    for name, value in (envelope.data or {}).items():
-        if name in _TEXT_FIELDS:
-            if value is not None and (
-                type(value) is not str or len(value) > MAX_TEXT_CHARS or BAD_CHARS.search(value)
-            ):
-                return None
-        elif name in _COUNTER_FIELDS:
-            if value is None:
-                value = 0
-            elif type(value) is not int or not 0 <= value <= MAX_COUNTER:
-                return None
-        elif name in _TIME_FIELDS:
-            if value is not None:
-                value = plain_timestamp(value)
-                if value is None:
-                    return None
-        elif name == "status":
-            if value is not None and (type(value) is not str or value not in STATUSES):
-                return None
-        elif name in _JSON_FIELDS:
-            try:
-                value = json_document(value)
-            except ValueError:
-                return None
-        elif name in _RUN_DATA_FIELDS:
-            return None  # rarer fields: the model
-        else:
-            continue  # unknown fields are ignored, as the model does
-        given[name] = value
-    return given
+    return checked_fields(envelope.data or {}, _RUN_DATA)
 
 
 def _given(model: BaseModel) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 from sqlalchemy.orm import Session
 
+from console.store import search
 from console.store.models import agent_runs, run_events
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -94,7 +95,7 @@ def resolve_parent(session: Session, parent_run_id: str, child_start: datetime, 
     Of the runs with that run_id, the one that started last at or before the child;
     if every one started after it, the earliest. Ties go to the first stored.
     """
-    same = sa.select(*_CHAIN_COLUMNS).where(agent_runs.c.run_id == parent_run_id,
+    same = sa.select(*_CHAIN_COLUMNS).where(search.run_id_is(session.get_bind().dialect.name, parent_run_id),
                                            agent_runs.c.event_id != child_event_id)
     before = session.execute(same.where(agent_runs.c.start_time <= child_start)
                              .order_by(agent_runs.c.start_time.desc(), agent_runs.c.id).limit(1)).mappings().first()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    func,
 )
 
 from console.store.types import JSONDocument, UTCDateTime
@@ -129,7 +130,14 @@ RUN_INDEXES = [
         **_without_nulls(agent_runs.c.environment),
     ),
     Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc(), agent_runs.c.status),
-    Index("idx_runs_run_id", agent_runs.c.run_id),
+    # PostgreSQL only: SQLite looks run_id up through the search index, and keeps in a partial
+    # index only the run_ids too short for a trigram (migration 0019, console/store/search.py).
+    Index("idx_runs_run_id", agent_runs.c.run_id).ddl_if(dialect="postgresql"),
+    Index(
+        "idx_runs_short_run_id",
+        agent_runs.c.run_id,
+        sqlite_where=func.length(agent_runs.c.run_id) < 3,
+    ).ddl_if(dialect="sqlite"),
     Index(
         "idx_runs_running_last_seen",
         agent_runs.c.last_seen_at,

@@ -134,6 +134,18 @@ def insert_runs(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Columns whose NULL is what an INSERT that leaves them out stores.
+_NULL_BY_DEFAULT = frozenset(c.name for c in agent_runs.columns if c.server_default is None and c.default is None)
+
+
+def set_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[str]:
+    """`columns` without those NULL in every row that an INSERT may leave out: a run
+    leaves most of them NULL, and each bound value costs the driver and the statement."""
+    every = len(rows)
+    return [
+        name for name in columns
+        if name not in _NULL_BY_DEFAULT or list(map(operator.itemgetter(name), rows)).count(None) < every
+    ]
 
 
 def driver_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = RUN_COLUMNS) -> list[tuple]:

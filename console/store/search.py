@@ -14,13 +14,15 @@ console last wrote) are not indexed yet and are scanned.
 PostgreSQL: the pg_trgm index on PG_SEARCH_TEXT (when the extension is present).
 event_id is left out of the trigram index: a UUID's trigrams doubled the cost of
 every insert, and the unique index on event_id answers a prefix.
+SQLite also looks run_id up by equality through this index (`run_id_is`), in place
+of an index of every run_id.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import ColumnElement, Integer, and_, column, literal, or_, text
+from sqlalchemy import ColumnElement, Integer, and_, column, func, literal, or_, text
 from sqlalchemy.orm import Session
 
 from console.store.models import agent_runs
@@ -88,15 +90,32 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
     if len(q) < MIN_QUERY_CHARS:
         raise ValueError(f"q needs at least {MIN_QUERY_CHARS} characters")
     if not (session is not None and _is_common(session, q)):
-        # Rows above the insert watermark (another tool's, not indexed yet) are scanned,
-        # inside the subquery: an OR term without an index would turn the whole filter into a scan.
-        matches = text(
-            f"{INDEXED_CANDIDATES} UNION ALL "
-            "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
-        ).bindparams(lt_terms=trigram_terms(q))
-        indexed = and_(agent_runs.c.id.in_(matches.columns(column("rowid", Integer))), _substring(q))
-        return or_(indexed, _event_id_prefix(q))
+        return or_(and_(_candidates(q), _substring(q)), _event_id_prefix(q))
     return or_(_substring(q), _event_id_prefix(q))
+
+
+def _candidates(q: str) -> ColumnElement[bool]:
+    """SQLite: the run is indexed and holds every trigram of q (3 characters or more), or is above the watermark."""
+    # Rows above the insert watermark (not indexed yet) are scanned, inside the subquery:
+    # an OR term without an index would turn the whole filter into a scan.
+    matches = text(
+        f"{INDEXED_CANDIDATES} UNION ALL "
+        "SELECT id FROM agent_runs WHERE id > (SELECT through_id FROM run_watermark)"
+    ).bindparams(lt_terms=trigram_terms(q))
+    return agent_runs.c.id.in_(matches.columns(column("rowid", Integer)))
+
+
+def run_id_is(dialect: str, run_id: str) -> ColumnElement[bool]:
+    """A WHERE clause on agent_runs: `run_id = run_id`. SQLite has no index of every
+    run_id (migration 0019: a random key cost every insert a page): the search index
+    names the runs holding its trigrams, and a partial index holds the run_ids too
+    short to have one (the condition that names it is part of the clause)."""
+    equal = agent_runs.c.run_id == run_id
+    if dialect != "sqlite":
+        return equal
+    if len(run_id) < MIN_QUERY_CHARS:
+        return and_(equal, func.length(agent_runs.c.run_id) < MIN_QUERY_CHARS)
+    return and_(_candidates(run_id), equal)
 
 
 def _substring(q: str) -> ColumnElement[bool]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from console.domain.runs import RunFilters, filter_conditions, list_runs
 from console.domain.validation import STATUSES
+from console.store import search
 from console.store.db import Database
 from console.store.models import agent_runs
 
@@ -26,7 +27,8 @@ COUNT_CAP = 100_000
 
 def runs_with_run_id(session: Session, run_id: str, limit: int = 20) -> list[Mapping[str, Any]]:
     """Runs whose run_id is `run_id` (a parent link names a run_id), newest first."""
-    query = select(agent_runs).where(c.run_id == run_id).order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+    query = select(agent_runs).where(search.run_id_is(session.get_bind().dialect.name, run_id))
+    query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
     return list(session.execute(query).mappings())
 
 

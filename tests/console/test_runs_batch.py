@@ -69,3 +69,29 @@ def test_more_items_than_the_maximum_is_413(make_app):
     assert "3" in response.get_json()["detail"]
     assert client.get("/api/v1/runs").get_json() == []
     assert client.post("/api/v1/runs/batch", json={"runs": [run_body() for _ in range(3)]}).status_code == 201
+
+
+def test_each_record_of_a_batch_reads_back_as_its_single_post_does(client):
+    # Plain records (the hand check) and unusual ones (the model: aliases, times as numbers' text,
+    # JSON in a string, a boolean flag) side by side; each sets other optional fields, so a column
+    # one record sets and the others leave NULL is stored for that record alone.
+    records = [
+        run_body(status="success", host="h1", metrics_json={"pages": 3}, items_failed=None),
+        run_body(status="Failed", environment="prod", error_summary="boom", context_json='{"a": [1, 2]}'),
+        run_body(status="running", api_posted=True, git_commit_source="ci", parent_run_id="p1",
+                 start_time="2026-01-12T10:00:00-05:00", created_at="2026-01-12T16:00:00Z"),
+        run_body(end_time="2026-01-12T10:00:01.5+00:00", duration_ms=1500, unknown_field={"x": [1]}),
+    ]
+    singles = [{**record, "event_id": record["event_id"] + "-single"} for record in records]
+    assert client.post("/api/v1/runs/batch", json=records).get_json()["inserted"] == len(records)
+    for single in singles:
+        assert client.post("/api/v1/runs", json=single).status_code == 201
+    for record, single in zip(records, singles, strict=True):
+        batch_answer = client.get(f"/api/v1/runs/{record['event_id']}").get_json()
+        single_answer = client.get(f"/api/v1/runs/{single['event_id']}").get_json()
+        for answer in (batch_answer, single_answer):
+            for volatile in ("id", "event_id", "created_at", "updated_at"):
+                answer.pop(volatile)
+        if "created_at" in record:
+            assert client.get(f"/api/v1/runs/{record['event_id']}").get_json()["created_at"].startswith("2026-01-12T16:00:00")
+        assert batch_answer == single_answer

@@ -25,6 +25,7 @@ from console.app import create_app
 from console.core.settings import load_settings
 from console.core.timeutil import UTC_FORMAT, format_utc, parse_timestamp
 from console.domain import links
+from console.domain.hand_check import well_formed_run
 from console.domain.spool_lines import (
     KINDS,
     Envelope,
@@ -34,7 +35,7 @@ from console.domain.spool_lines import (
     well_formed_envelope,
     well_formed_run_data,
 )
-from console.domain.validation import STATUS_ALIASES, STATUSES, Status
+from console.domain.validation import STATUS_ALIASES, STATUSES, RunCreate, Status
 
 SOAK = os.environ.get("TELEMETRY_SOAK") == "1"
 FEW = settings(max_examples=2000 if SOAK else 150, deadline=None,
@@ -368,3 +369,47 @@ def test_an_sdk_run_ended_takes_the_hand_checked_path():
         **{k: v for k, v in data.items() if k != "unknown"},
         "end_time": datetime(2026, 1, 12, 10, 0, 1, 500000, tzinfo=UTC),
     }
+
+
+# ---------------------------------------------------------------- batch records (POST /api/v1/runs/batch)
+
+RUN_RECORD = {"event_id": "e-1", "run_id": "r-1", "agent_name": "agent", "job_type": "job",
+              "start_time": "2026-01-12T10:00:00+00:00"}
+
+
+def _assert_run_paths_agree(item) -> None:
+    _assert_hand_check_agrees(well_formed_run(item), RunCreate.model_validate, item, lambda model: model.__dict__)
+
+
+@SOME
+@given(base=st.dictionaries(st.sampled_from(sorted(RUN_RECORD)), st.sampled_from(["keep", "drop"]), max_size=5),
+       fields=st.dictionaries(st.sampled_from(sorted(RunCreate.model_fields) + ["unknown"]), RUN_DATA_VALUES,
+                              max_size=6))
+def test_the_hand_checked_batch_record_agrees_with_the_model(base, fields):
+    item = {name: value for name, value in RUN_RECORD.items() if base.get(name) != "drop"}
+    item.update(fields)
+    _assert_run_paths_agree(item)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("event_id", "stale"), ("event_id", ""), ("event_id", 5), ("run_id", "x\x00"), ("agent_name", None),
+    ("job_type", "a" * 1_000_001), ("start_time", None), ("start_time", "2026-01-12T10:00:00"),
+    ("start_time", "2026-01-12"), ("start_time", 1736676000), ("start_time", "0999-12-31T23:00:00+00:00"),
+    ("status", None), ("status", "failed"), ("status", "Success"), ("status", "success"), ("created_at", None),
+    ("created_at", "2026-01-12T10:00:00-05:00"), ("end_time", "9998-12-31T23:30:00-01:00"), ("duration_ms", None),
+    ("duration_ms", True), ("duration_ms", 2**62), ("duration_ms", 2**62 + 1), ("items_failed", 1.0),
+    ("metrics_json", '{"a": 1}'), ("metrics_json", '{"a": NaN}'), ("metrics_json", {"k": "\x00"}),
+    ("context_json", "plain"), ("api_posted", True), ("api_posted", "yes"), ("git_commit_source", "ci"),
+    ("git_commit_timestamp", "2026-01-12"), ("error_summary", "x\ud800"), ("host", 5), ("unknown", object()),
+])
+def test_the_hand_checked_batch_record_agrees_with_the_model_at_the_edges(field, value):
+    _assert_run_paths_agree({**RUN_RECORD, "status": "success", field: value})
+
+
+def test_an_older_clients_record_takes_the_hand_checked_path():
+    item = {**RUN_RECORD, "status": "failure", "end_time": "2026-01-12T10:00:01.5+00:00", "duration_ms": 1500,
+            "items_discovered": 10, "items_failed": 1, "host": "h", "metrics_json": {"pages": 3},
+            "error_summary": "timeout", "schema_version": 7}
+    fast = well_formed_run(item)
+    assert fast is not None and fast == RunCreate.model_validate(item).__dict__
+    assert all(well_formed_run(other) is None for other in (None, [RUN_RECORD], "x", 5))

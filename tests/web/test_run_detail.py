@@ -51,6 +51,30 @@ def test_parent_and_child_runs_link_each_other(client, make_run):
     assert f'href="/runs/{parent}"' in body
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("parent_run_id", ["p1", "ab", "Abc", "0f3c2b1e-5d1a-4b7e-9c1d-2e3f4a5b6c7d", "nightly 50% 'done'"])
+def test_a_parent_is_the_run_with_exactly_its_run_id_however_short(client, make_run, backend, parent_run_id):
+    parent = make_run(run_id=parent_run_id)
+    # Neighbours the search index also names (another case, a longer run_id holding it) are not the parent.
+    others = [make_run(run_id=parent_run_id.swapcase()), make_run(run_id=f"x{parent_run_id}-retry")]
+    child = make_run(run_id="child-run", parent_run_id=parent_run_id)
+    body = text(client.get(f"/runs/{child}"))
+    assert f'href="/runs/{parent}"' in body
+    assert not any(f'href="/runs/{other}"' in body for other in others)
+
+
+def test_a_parent_another_tool_wrote_into_the_file_is_found_before_it_is_indexed(client, make_run, settings):
+    import sqlite3
+
+    child = make_run(run_id="child-run", parent_run_id="outside-parent-7")
+    with sqlite3.connect(settings.db_path) as conn:  # above the insert watermark: not in the search index yet
+        conn.execute("INSERT INTO agent_runs (event_id, run_id, agent_name, job_type, start_time) "
+                     "VALUES ('ext-1', 'outside-parent-7', 'tool', 'j', '2026-01-12T15:30:00.000000+00:00')")
+    assert 'href="/runs/ext-1"' in text(client.get(f"/runs/{child}"))
+    make_run(run_id="later")  # the console's next write indexes it
+    assert 'href="/runs/ext-1"' in text(client.get(f"/runs/{child}"))
+
+
 def test_linking_a_commit_shows_the_link(client, csrf, make_run):
     event_id = make_run(git_repo="https://gitlab.com/acme/agent")
     response = client.post(f"/runs/{event_id}/commit", data={
