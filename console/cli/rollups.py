@@ -7,7 +7,6 @@ from console.core.progress import terminal_progress
 from console.store import watermark
 from console.store.db import Database, make_plain_engine
 from console.store.reconcile import rebuild, recompute_from_runs, reconcile_dirty, stored_rollups
-from console.store.search_merge import merge_search_index
 
 
 @command(
@@ -26,8 +25,6 @@ def rollups_command(settings, options) -> int:
         elif options.action == "reconcile":
             hours = db.write(lambda session: reconcile_dirty(session, limit=1_000_000))
             print(f"rollups reconciled: {hours} hour(s) recomputed")
-            steps = merge_search_index(db, seconds=3600)
-            print(f"search index: {steps} merge step(s)")
         else:
             if db.dialect == "sqlite":
                 db.write(watermark.catch_up)  # runs not counted yet are counted first, as for any read

@@ -29,7 +29,6 @@ from console.store.rollup_tables import (
     hour_expr,
 )
 from console.store.rollups import Delta, _period, grains, hour_of
-from console.store.search_merge import merge_search_index
 
 
 def _lock(session: Session) -> None:
@@ -251,11 +250,10 @@ def stored_rollups(session: Session) -> dict[str, dict]:
 
 
 def scheduled_reconcile(db, settings) -> dict[str, Any]:
-    """A scheduler job (JobFunction): recompute the hours other tools changed, then
-    merge the search index's segments (console/store/search_merge.py).
+    """A scheduler job (JobFunction): recompute the hours other tools changed.
 
     Cheap when nothing is dirty (one indexed probe of a tiny table). Reads of the
     rollups (stats, /metrics) reconcile first anyway; this keeps them quick.
     """
     hours = ensure_fresh(db)
-    return {"hours_recomputed": hours, "search_merge_steps": merge_search_index(db)}
+    return {"hours_recomputed": hours}
