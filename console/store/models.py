@@ -131,7 +131,7 @@ RUN_INDEXES = [
     ),
     Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc(), agent_runs.c.status),
     # PostgreSQL only: SQLite looks run_id up through the search index, and keeps in a partial
-    # index only the run_ids too short for a trigram (migration 0019, console/store/search.py).
+    # index only the run_ids too short for a trigram (migration 0018, console/store/search.py).
     Index("idx_runs_run_id", agent_runs.c.run_id).ddl_if(dialect="postgresql"),
     Index(
         "idx_runs_short_run_id",

@@ -107,7 +107,7 @@ def _candidates(q: str) -> ColumnElement[bool]:
 
 def run_id_is(dialect: str, run_id: str) -> ColumnElement[bool]:
     """A WHERE clause on agent_runs: `run_id = run_id`. SQLite has no index of every
-    run_id (migration 0019: a random key cost every insert a page): the search index
+    run_id (migration 0018: a random key cost every insert a page): the search index
     names the runs holding its trigrams, and a partial index holds the run_ids too
     short to have one (the condition that names it is part of the clause)."""
     equal = agent_runs.c.run_id == run_id

@@ -11,7 +11,8 @@ spread over the last `--days` days, oldest first, so ids and created_at grow
 together (give or take a run's duration) as they do in a live console. Each chunk is made from its own seed, so
 re-running the same command continues after the last committed chunk with the
 same data it would have written (interrupt it at any time). Then it brings the
-rollups and the search index up to date (`python -m console rollups rebuild`).
+rollups and the search index up to date (`python -m console rollups rebuild`)
+and, last, takes the planner's statistics (ANALYZE) of the filled tables.
 A progress bar is drawn when stderr is a terminal.
 
 Point bench_queries.py (`--keep PATH`) and bench_pages.py (`--db PATH`) at the file.
@@ -94,6 +95,7 @@ def chunk_rows(index: int, total: int, days: int, end: datetime) -> tuple[list[t
 
 class SQLiteTarget:
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA synchronous = OFF")  # the fill only: a crash loses the chunk, which is re-made
         self.conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the random-key indexes outgrow the default
@@ -111,8 +113,14 @@ class SQLiteTarget:
         self.conn.execute("COMMIT")
 
     def finish(self) -> None:
-        self.conn.execute("ANALYZE")
         self.conn.close()
+
+    def analyze(self) -> None:
+        # After the rebuild: statistics taken while the search index was empty told SQLite
+        # its tables held 2 rows, and it planned FTS5's range deletes during every merge
+        # as scans of the whole index (seconds per merge at 10,000,000 runs).
+        with sqlite3.connect(self.path) as conn:
+            conn.execute("ANALYZE")
 
 
 class PostgresTarget:
@@ -121,7 +129,8 @@ class PostgresTarget:
 
         # Autocommit, so that each chunk's `transaction()` commits on its own (not a savepoint of one
         # transaction opened by the first query): an interrupted fill keeps its chunks.
-        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.conn = psycopg.connect(self.url, autocommit=True)
 
     def stored(self) -> int:
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM agent_runs").fetchone()[0]
@@ -139,8 +148,13 @@ class PostgresTarget:
         self.conn.execute("SELECT setval(pg_get_serial_sequence('agent_runs', 'id'), (SELECT max(id) FROM agent_runs))")
         self.conn.execute(
             "SELECT setval(pg_get_serial_sequence('run_events', 'id'), (SELECT coalesce(max(id), 1) FROM run_events))")
-        self.conn.execute("ANALYZE")
         self.conn.close()
+
+    def analyze(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
 
 
 def progress(done: int, total: int, started: float, first: int) -> None:
@@ -199,6 +213,7 @@ def main() -> int:
         sys.stderr.write("\n")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "console", "rollups", "rebuild"], cwd=ROOT, env=env, check=True)
+    target.analyze()
     print(f"{args.runs:,} runs ({stored:,} were stored already): written in {filled:.0f} s, "
           f"rollups and search index rebuilt in {time.perf_counter() - started:.0f} s")
     return 0

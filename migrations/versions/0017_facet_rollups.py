@@ -16,8 +16,8 @@ days read by index.
 Both are filled from the runs stored now (on SQLite those up to the insert
 watermark: the watermark's catch-up counts the rest, as it does every new run).
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-05
 """
 
@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0018"
-down_revision = "0017"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

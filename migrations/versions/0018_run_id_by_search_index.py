@@ -11,8 +11,8 @@ characters) is found in `idx_runs_short_run_id`, a partial index of those alone,
 which a UUID never enters. PostgreSQL keeps the index (its trigram index needs the
 pg_trgm extension, which may be missing).
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-05
 """
 
@@ -23,8 +23,8 @@ from alembic import op
 
 SHORT = sa.text("length(run_id) < 3")  # console/store/search.py MIN_QUERY_CHARS
 
-revision = "0019"
-down_revision = "0018"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
