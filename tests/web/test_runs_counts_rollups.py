@@ -18,7 +18,6 @@ from console.web import queries as web_queries
 from console.web.runs import PageFilters
 from tests.web.conftest import HTMX
 
-
 AGENTS = ("alpha", "beta", "gamma")
 JOBS = ("crawl", "index")
 HOSTS = ("h1", "h2", None)
