@@ -305,9 +305,14 @@ def list_runs(
         created, row_id = decode_cursor(cursor)
         # The bound on created_at alone is a range of the index the page rides; the OR
         # only settles ties (written as one OR, the planner read the index from its head).
-        conditions.append(and_(c.created_at <= created, or_(c.created_at < created, c.id < row_id)))
+        conditions.append(and_(c.created_at <= created, or_(c.created_at < created, c.id > row_id)))
         offset = 0
-    query = select(agent_runs).where(*conditions).order_by(c.created_at.desc(), c.id.desc())
+    # Ties (the runs of one batch share created_at) in id order: SQLite keeps each index's
+    # entries of equal keys in rowid order, so `created_at DESC, id` is the order of
+    # idx_runs_created_desc and of the agent and status indexes, read as they lie. With
+    # `id DESC` each group of equal times was sorted first: a whole batch of up to 5,000
+    # rows read for the head of the list.
+    query = select(agent_runs).where(*conditions).order_by(c.created_at.desc(), c.id)
     query = query.limit(limit + 1).offset(offset or None)
     rows = list(session.execute(query).mappings())
     next_cursor = None
