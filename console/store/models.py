@@ -110,9 +110,11 @@ RUN_INDEXES = [
     Index("idx_runs_created_desc", agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_status_created", agent_runs.c.agent_name, agent_runs.c.status, agent_runs.c.created_at.desc()),
     Index("idx_runs_agent_created", agent_runs.c.agent_name, agent_runs.c.created_at.desc()),
-    # job_type, host and environment go on with status (migration 0016): the runs page counts
-    # a filter's runs per status from the index alone.
-    Index("idx_runs_job_type", agent_runs.c.job_type, agent_runs.c.created_at.desc(), agent_runs.c.status),
+    # job_type, host and environment go on with id, the lists' tie-break, and status (migrations
+    # 0016, 0019): a list reads the index in its order, and the runs page counts a filter's
+    # runs per status from the index alone.
+    Index("idx_runs_job_type", agent_runs.c.job_type, agent_runs.c.created_at.desc(), agent_runs.c.id,
+          agent_runs.c.status),
     Index("idx_runs_parent_run", agent_runs.c.parent_run_id, **_without_nulls(agent_runs.c.parent_run_id)),
     Index("idx_runs_commit", agent_runs.c.git_commit_hash, **_without_nulls(agent_runs.c.git_commit_hash)),
     Index(
@@ -126,10 +128,12 @@ RUN_INDEXES = [
         "idx_runs_environment_created",
         agent_runs.c.environment,
         agent_runs.c.created_at.desc(),
+        agent_runs.c.id,
         agent_runs.c.status,
         **_without_nulls(agent_runs.c.environment),
     ),
-    Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc(), agent_runs.c.status),
+    Index("idx_runs_host_created", agent_runs.c.host, agent_runs.c.created_at.desc(), agent_runs.c.id,
+          agent_runs.c.status),
     # PostgreSQL only: SQLite looks run_id up through the search index, and keeps in a partial
     # index only the run_ids too short for a trigram (migration 0018, console/store/search.py).
     Index("idx_runs_run_id", agent_runs.c.run_id).ddl_if(dialect="postgresql"),

@@ -151,8 +151,7 @@ def test_every_list_filter_rides_an_index(client, db, three_runs, backend, query
             assert any(step.startswith("SEARCH agent_runs USING") for step in steps), steps
         else:
             assert any(step.startswith("SCAN agent_runs USING INDEX") for step in steps), steps
-        if query in ("", "agent_name=alpha", "status=success", "agent_name=alpha&status=running",
-                     "created_after=2026-01-10T00:00:00Z"):
+        if "q=" not in query and "start_time" not in query and "parent_run_id" not in query:
             # Read in the index's order, ties included: no sort of each group of equal
             # created_at (a whole batch shares one), which the head of a list would pay.
             assert not any("TEMP B-TREE" in step for step in steps), steps
