@@ -66,11 +66,12 @@ def metrics() -> Any:
     reconcile.ensure_fresh(db)
     with db.read() as session:
         if wanted == "application/json":
-            return usage(session)
+            return usage(session, answers=db.answers)
         settings = current_app.config["SETTINGS"]
         body = exposition(
             session,
             stale_threshold_minutes=settings.stale_threshold_minutes,
             openmetrics=wanted == "application/openmetrics-text",
+            answers=db.answers,
         )
     return Response(body, mimetype=None, content_type=OPENMETRICS if "openmetrics" in wanted else PROMETHEUS_TEXT)

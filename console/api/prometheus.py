@@ -8,7 +8,7 @@ restart loses nothing.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Optional
 
 from sqlalchemy import func, select, text
@@ -21,25 +21,38 @@ from console.domain.stale import silent_since
 from console.domain.stats import all_time_histogram, percentile, totals_by_agent
 from console.jobs.history import job_metrics
 from console.store import counters
+from console.store.answer_cache import AnswerCache
 from console.store.models import agent_runs
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def usage(session: Session, *, now: Optional[datetime] = None) -> dict[str, Any]:
-    """The compatible JSON answer: total_runs, agents, recent_24h, performance."""
-    now = now or utcnow()
+def usage(session: Session, *, now: Optional[datetime] = None, answers: Optional[AnswerCache] = None) -> dict[str, Any]:
+    """The compatible JSON answer: total_runs, agents, recent_24h, performance.
+
+    The counts are kept in `answers` until the next commit; recent_24h moves with the
+    clock and is counted on every call.
+    """
+    counts = answers.answer(session, "usage", stored_usage) if answers else stored_usage(session)
+    return {
+        "total_runs": counts["total_runs"],
+        "agents": counts["agents"],
+        "recent_24h": recent_runs(session, now or utcnow()),
+        "performance": counts["performance"],
+    }
+
+
+def stored_usage(session: Session) -> dict[str, Any]:
+    """The parts of the JSON answer that only a commit changes."""
     totals = totals_by_agent(session)
     agents = {name: sum(by_status.values()) for name, by_status in sorted(totals.items())}
-    recent = recent_runs(session, now)
     histogram = all_time_histogram(session)
     finished = sum(n for by_status in totals.values() for s, n in by_status.items() if s != "running")
     success = sum(by_status.get("success", 0) for by_status in totals.values())
     return {
         "total_runs": sum(agents.values()),
         "agents": agents,
-        "recent_24h": recent,
         "performance": {
             "success_rate": round(success / finished, 4) if finished else None,
             "p50_ms": percentile(histogram, 0.5),
@@ -104,21 +117,40 @@ def alert_families(session: Session) -> list[_Family]:
 
 
 def exposition(
-    session: Session, *, stale_threshold_minutes: int, openmetrics: bool = False, now: Optional[datetime] = None
+    session: Session,
+    *,
+    stale_threshold_minutes: int,
+    openmetrics: bool = False,
+    now: Optional[datetime] = None,
+    answers: Optional[AnswerCache] = None,
 ) -> str:
     """The metrics in Prometheus text format 0.0.4, or OpenMetrics 1.0.
 
     Gauges say what is stored now; every `_total` counter lives in the database and
-    never falls, across restarts, deletes, retention and job-history pruning.
+    never falls, across restarts, deletes, retention and job-history pruning. All
+    but the stale runs (which move with the clock) are kept in `answers` until the
+    next commit.
     """
     now = now or utcnow()
-    runs = _Family("telemetry_runs", "gauge", "Runs stored now, by agent and current status.")
-    running = _Family("telemetry_runs_running", "gauge", "Runs whose status is running.")
+    compute = partial(_stored_families, openmetrics=openmetrics)
+    head, tail = answers.answer(session, ("exposition", openmetrics), compute) if answers else compute(session)
     stale = _Family(
         "telemetry_runs_stale",
         "gauge",
         f"Running runs silent longer than the stale threshold ({stale_threshold_minutes} min).",
     )
+    for agent, n in sorted(stale_by_agent(session, stale_threshold_minutes, now).items()):
+        stale.add({"agent": agent}, n)
+    lines = [head, *stale.render(openmetrics), tail]
+    if openmetrics:
+        lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def _stored_families(session: Session, *, openmetrics: bool) -> tuple[str, str]:
+    """The families that only a commit changes, rendered: those before the stale runs, and those after."""
+    runs = _Family("telemetry_runs", "gauge", "Runs stored now, by agent and current status.")
+    running = _Family("telemetry_runs_running", "gauge", "Runs whose status is running.")
     started = _Family("telemetry_runs_started_total", "counter", "Runs received, by agent (each run once).")
     finished = _Family(
         "telemetry_runs_finished_total",
@@ -138,8 +170,6 @@ def exposition(
         for status, n in sorted(by_status.items()):
             runs.add({"agent": agent, "status": status}, n)
         running.add({"agent": agent}, by_status.get("running", 0))
-    for agent, n in sorted(stale_by_agent(session, stale_threshold_minutes, now).items()):
-        stale.add({"agent": agent}, n)
     started_by_agent, finished_by_status = counters.read(session)
     for agent, n in sorted(started_by_agent.items()):
         started.add({"agent": agent}, n)
@@ -152,9 +182,8 @@ def exposition(
             job_success.add({"job": job}, figures["last_success"].timestamp())
         job_failures.add({"job": job}, figures["failures"])
 
-    lines: list[str] = []
-    for family in (runs, running, stale, started, finished, ingest, job_success, job_failures, *alert_families(session)):
-        lines += family.render(openmetrics)
-    if openmetrics:
-        lines.append("# EOF")
-    return "\n".join(lines) + "\n"
+    def rendered(families) -> str:
+        return "\n".join(line for family in families for line in family.render(openmetrics))
+
+    return rendered((runs, running)), rendered((started, finished, ingest, job_success, job_failures,
+                                                 *alert_families(session)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal, Optional
 
 from flask import current_app
@@ -10,10 +11,12 @@ from pydantic import BaseModel, Field
 from console.api import api_bp
 from console.api.spec import route
 from console.core.timeutil import parse_timestamp
-from console.domain.stats import run_stats
+from console.domain.stats import bucket_count, range_start, run_stats
 from console.http.context import get_db
 from console.http.errors import ApiError
 from console.store import reconcile
+
+KEPT_BUCKETS = 20_000  # about 1 MB of JSON: a larger answer (every agent by hour) is not worth the memory
 
 
 class StatsQuery(BaseModel):
@@ -61,7 +64,14 @@ def get_stats(query: StatsQuery) -> Any:
             since = parse_timestamp(query.since, require_zone=False)
         except ValueError as exc:
             raise ApiError(400, f"since: {exc}") from None
+    since = range_start(since)
     db = get_db(current_app)
     reconcile.ensure_fresh(db)
     with db.read() as session:
-        return run_stats(session, agent_name=query.agent_name, since=since, bucket=query.bucket)
+        # Kept until the next commit (a dashboard asks every few seconds), unless large.
+        return db.answers.answer(
+            session,
+            ("stats", query.agent_name, since, query.bucket),
+            partial(run_stats, agent_name=query.agent_name, since=since, bucket=query.bucket),
+            keep=lambda answer: bucket_count(answer) <= KEPT_BUCKETS,
+        )

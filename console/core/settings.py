@@ -87,6 +87,7 @@ _SPEC: dict[str, tuple[str, Callable[[str, str], Any], Any]] = {
     "TELEMETRY_DB_SYNCHRONOUS": ("db_synchronous", as_choice("FULL", "NORMAL"), "FULL"),
     "TELEMETRY_DB_BUSY_TIMEOUT_MS": ("db_busy_timeout_ms", as_int(0), 5000),
     "TELEMETRY_DB_MMAP_BYTES": ("db_mmap_bytes", as_int(0), 256 * 1024 * 1024),
+    "TELEMETRY_ANSWER_CACHE_ENTRIES": ("answer_cache_entries", as_int(0, 10000), 32),
     "TELEMETRY_API_AUTH_ENABLED": ("auth_enabled", as_bool, False),
     "TELEMETRY_API_AUTH_TOKEN": ("auth_tokens", as_list, ()),
     "TELEMETRY_API_AUTH_READS": ("auth_reads", as_bool, False),
@@ -170,6 +171,7 @@ class Settings:
     auto_upgrade: bool
     db_journal_mode: str
     db_mmap_bytes: int
+    answer_cache_entries: int
     db_synchronous: str
     db_busy_timeout_ms: int
     auth_enabled: bool

@@ -50,6 +50,16 @@ def _summary(
     }
 
 
+def range_start(since: Optional[datetime] = None, now: Optional[datetime] = None) -> datetime:
+    """Where run_stats' range starts: `since` rounded down to its hour, by default 7 days ago."""
+    return hour_of(since or (now or utcnow()) - timedelta(days=DEFAULT_DAYS))
+
+
+def bucket_count(answer: dict[str, Any]) -> int:
+    """How many time buckets a run_stats answer holds (its size, near enough)."""
+    return len(answer["overall"]["buckets"]) + sum(len(block["buckets"]) for block in answer["agents"].values())
+
+
 def run_stats(
     session: Session,
     *,
@@ -68,8 +78,7 @@ def run_stats(
     `buckets` the time buckets are left empty, without `durations` the percentiles
     (neither is read).
     """
-    now = now or utcnow()
-    since = hour_of(since or now - timedelta(days=DEFAULT_DAYS))
+    since = range_start(since, now)
     first_day = since if since.hour == 0 else since.replace(hour=0) + timedelta(days=1)
     dialect = session.get_bind().dialect.name
 

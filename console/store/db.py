@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from console.core.settings import Settings
+from console.store.answer_cache import AnswerCache
+from console.store.change_stamp import ChangeStamp
 
 T = TypeVar("T")
 
@@ -108,6 +110,9 @@ class Database:
         self.engine = engine or make_engine(settings)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(telemetry_write=True), expire_on_commit=False)
+        self._stamp = ChangeStamp(self.engine, busy_timeout_ms=settings.db_busy_timeout_ms)
+        # Answers read from the whole database, kept until the next commit anywhere.
+        self.answers = AnswerCache(self._stamp, entries=settings.answer_cache_entries)
 
     @property
     def dialect(self) -> str:
@@ -197,6 +202,8 @@ class Database:
         return False
 
     def dispose(self) -> None:
+        self.answers.clear()
+        self._stamp.close()
         self.engine.dispose()
 
 

@@ -48,10 +48,10 @@ AGENTS = [f"agent-{i:02d}" for i in range(20)]
 STATUSES = ["success"] * 8 + ["failure", "partial"]
 
 
-def make_bodies(first: int, count: int, batch: int, rng: random.Random) -> list[bytes]:
+def make_bodies(first: int, count: int, batch: int, rng: random.Random, base: datetime | None = None) -> list[bytes]:
     """Request bodies of finished runs `first` to `first + count`, `batch` per body, as the
-    older clients post them: the runs of the last few minutes, one every 3 seconds."""
-    base = datetime(2026, 1, 1, tzinfo=UTC)
+    older clients post them: one run every 3 seconds from `base` (default 2026-01-01)."""
+    base = base or datetime(2026, 1, 1, tzinfo=UTC)
     bodies = []
     for low in range(first, first + count, batch):
         records = []

@@ -7,13 +7,15 @@
 Starts `python -m console serve` on a fresh SQLite file (DELETE / FULL, the
 default workers and threads), or on a database seed_runs.py filled (`--db`, a
 copy you can spare: the runs are added to it; or `--database-url`), posts `--runs` runs through POST /api/v1/runs/batch
-(uuid4 ids, created now, started over the last hours, as bench_batch_ceiling.py
-makes them), then a few single POSTs (their runs wait above the insert watermark
+(uuid4 ids, created now, started one every 3 seconds up to now, as
+bench_batch_ceiling.py makes them), then a few single POSTs (their runs wait above the insert watermark
 until a read or the writer catches up), and then, with no rollup rebuild, times
 `--gets` GETs of each endpoint over one keep-alive connection on loopback (server
 time plus a round trip of about 0.1 ms). Every answer is checked (200, and the
-run count equal to what was posted). Prints p50 / p95 / max in ms, beside GET
-/health in the same run (the floor: the server and the round trip).
+run count equal to what was posted). Then the same GETs, each after one single
+POST (untimed), as during ingest: no answer kept since the last commit serves them
+(console/store/answer_cache.py). Prints p50 / p95 / max in ms, beside GET /health
+in the same run (the floor: the server and the round trip).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -86,10 +89,12 @@ def main() -> int:
     try:
         conn = http.client.HTTPConnection("127.0.0.1", int(env["TELEMETRY_API_PORT"]), timeout=600)
         before = json.loads(request(conn, "GET", "/metrics"))
-        # Runs created now: every one of them is in /metrics' recent_24h window.
-        for body in make_bodies(0, args.runs, args.batch, random.Random(1)):
+        # Runs created now: every one of them is in /metrics' recent_24h window. They
+        # started one every 3 seconds up to now, so the default stats (7 days) hold them.
+        started_from = datetime.now(UTC) - timedelta(seconds=3 * (args.runs + args.singles + args.gets * 8))
+        for body in make_bodies(0, args.runs, args.batch, random.Random(1), started_from):
             request(conn, "POST", "/api/v1/runs/batch", body)
-        single = json.loads(make_bodies(args.runs, args.singles, args.singles, random.Random(2))[0])
+        single = json.loads(make_bodies(args.runs, args.singles, args.singles, random.Random(2), started_from)[0])
         for record in single:
             record["event_id"] = str(uuid.uuid4())
             request(conn, "POST", "/api/v1/runs", json.dumps(record).encode())
@@ -109,15 +114,29 @@ def main() -> int:
                                      f"not {expected} / {recent}")
             times.sort()
             results.append((label, statistics.median(times), times[int(0.95 * (len(times) - 1))], times[-1]))
+        # As during ingest: one single POST before each GET, so that no answer kept
+        # since the last commit can serve it (each is computed, after the catch-up).
+        for label, path_, headers in ENDPOINTS[1:]:
+            times = []
+            first = args.runs + args.singles + len(results) * args.gets
+            for record in json.loads(make_bodies(first, args.gets, args.gets, random.Random(4), started_from)[0]):
+                record["event_id"] = str(uuid.uuid4())
+                request(conn, "POST", "/api/v1/runs", json.dumps(record).encode())
+                started = time.perf_counter()
+                request(conn, "GET", path_, headers=headers)
+                times.append((time.perf_counter() - started) * 1000)
+            times.sort()
+            results.append((f"{label}, after a write", statistics.median(times),
+                            times[int(0.95 * (len(times) - 1))], times[-1]))
     finally:
         stop_console(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     where = "PostgreSQL" if args.database_url else "SQLite DELETE/FULL"
     print(f"\n{before['total_runs']:,} runs stored, then {args.runs:,} posted in batches of {args.batch} + "
           f"{args.singles} single POSTs, then {args.gets} GETs each; {where}; {os.cpu_count()} CPUs")
-    print(f"{'endpoint':<28} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+    print(f"{'endpoint':<44} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
     for label, p50, p95, worst in results:
-        print(f"{label:<28} {p50:>7.2f} {p95:>7.2f} {worst:>7.2f}")
+        print(f"{label:<44} {p50:>7.2f} {p95:>7.2f} {worst:>7.2f}")
     return 0
 
 
