@@ -312,8 +312,16 @@ def list_runs(
     # idx_runs_created_desc and of the agent and status indexes, read as they lie. With
     # `id DESC` each group of equal times was sorted first: a whole batch of up to 5,000
     # rows read for the head of the list.
-    query = select(agent_runs).where(*conditions).order_by(c.created_at.desc(), c.id)
-    query = query.limit(limit + 1).offset(offset or None)
+    order = (c.created_at.desc(), c.id)
+    query = select(agent_runs).where(*conditions).order_by(*order).limit(limit + 1).offset(offset or None)
+    if session.get_bind().dialect.name == "postgresql" and not filters.q:
+        # The page's ids first, then its rows. PostgreSQL's planner expects a filter's
+        # matches spread evenly over time and, the heap following created_at, walked
+        # idx_runs_created_desc skipping other rows (130–156 ms at 10,000,000 runs whose
+        # newest were another agent's); ids alone come from the filter's index by an
+        # index-only scan, which it takes (every list index ends in id: migration 0020).
+        ids = select(c.id).where(*conditions).order_by(*order).limit(limit + 1).offset(offset or None)
+        query = select(agent_runs).where(c.id.in_(ids.scalar_subquery())).order_by(*order)
     rows = list(session.execute(query).mappings())
     next_cursor = None
     if len(rows) > limit:

@@ -101,15 +101,27 @@ def _without_nulls(column) -> dict:
     return {"sqlite_where": column.isnot(None), "postgresql_where": column.isnot(None)}
 
 
+def _list_indexes(dialect: str, *tail) -> list[Index]:
+    """The status and agent lists' indexes on `dialect`, their columns followed by `tail`."""
+    c = agent_runs.c
+    return [
+        Index("idx_runs_status", c.status, c.created_at.desc(), *tail).ddl_if(dialect=dialect),
+        Index("idx_runs_agent_status_created", c.agent_name, c.status, c.created_at.desc(), *tail).ddl_if(dialect=dialect),
+        Index("idx_runs_agent_created", c.agent_name, c.created_at.desc(), *tail).ddl_if(dialect=dialect),
+    ]
+
+
 # The older tool's index names, so that adopted files and new ones look alike; each serves a
 # filter, an order or a metadata scan (migration 0016 dropped those nothing read).
 RUN_INDEXES = [
     # Leading with the older tool's column, then newest first (migration 0010).
-    Index("idx_runs_status", agent_runs.c.status, agent_runs.c.created_at.desc()),
     Index("idx_runs_start", agent_runs.c.start_time),
     Index("idx_runs_created_desc", agent_runs.c.created_at.desc()),
-    Index("idx_runs_agent_status_created", agent_runs.c.agent_name, agent_runs.c.status, agent_runs.c.created_at.desc()),
-    Index("idx_runs_agent_created", agent_runs.c.agent_name, agent_runs.c.created_at.desc()),
+    # The status and agent lists. On PostgreSQL they go on with id (migration 0020), so that
+    # a list finds its page's ids in the index alone (console/domain/runs.py); SQLite keeps
+    # the rowid (id) in every index entry already.
+    *_list_indexes("sqlite"),
+    *_list_indexes("postgresql", agent_runs.c.id),
     # job_type, host and environment go on with id, the lists' tie-break, and status (migrations
     # 0016, 0019): a list reads the index in its order, and the runs page counts a filter's
     # runs per status from the index alone.

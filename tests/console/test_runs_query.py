@@ -185,3 +185,50 @@ def test_latest_run_per_agent_is_the_newest_by_created_at_then_id(client, db):
     with db.read() as session:
         latest = latest_run_per_agent(session)
     assert {name: row["event_id"] for name, row in latest.items()} == {"a": "a-tie-2", "b": "b-only"}
+
+
+def _fill_skewed(db) -> None:
+    """60,000 runs; the newest 20,000 are another agent's, of another job type, with no
+    environment: a filter's matches are not spread evenly over time."""
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO agent_runs (event_id, run_id, created_at, start_time, agent_name, job_type, status, "
+            "environment, host) SELECT 'e' || g, 'r' || g, timestamptz '2026-01-01' + g * interval '1 minute', "
+            "timestamptz '2026-01-01' + g * interval '1 minute', "
+            "CASE WHEN g > 40000 THEN 'newcomer' ELSE 'agent-' || mod(g, 2) END, "
+            "CASE WHEN g > 40000 THEN 'other' ELSE 'crawl' END, CASE WHEN mod(g, 3) = 0 THEN 'failure' ELSE 'success' END, "
+            "CASE WHEN g > 40000 THEN NULL ELSE 'prod' END, 'h' FROM generate_series(1, 60000) g"
+        )
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE agent_runs")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("query", [
+    "agent_name=agent-1", "agent_name=agent-1&status=failure", "status=failure", "job_type=crawl", "environment=prod",
+])
+def test_a_filtered_list_reads_its_index_even_when_the_newest_runs_do_not_match(client, db, backend, query):
+    from sqlalchemy import event
+
+    _fill_skewed(db)
+    seen = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM agent_runs" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        response = client.get(f"/api/v1/runs?{query}&limit=50")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    runs = response.json
+    assert len(runs) == 50 and [r["created_at"] for r in runs] == sorted((r["created_at"] for r in runs), reverse=True)
+    for name, value in (part.split("=") for part in query.split("&")):
+        assert {r[name] for r in runs} == {value}
+    assert runs[0]["run_id"] == "r40000" or "status" in query or "agent_name" in query
+    with db.read() as session:
+        plans = [str(session.connection().exec_driver_sql("EXPLAIN " + statement, parameters).all())
+                 for statement, parameters in seen]
+    # Walking idx_runs_created_desc would pass the 20,000 newest runs, none of them matching.
+    assert plans and all("idx_runs_created_desc" not in plan and "Index Only Scan" in plan for plan in plans), plans
