@@ -106,3 +106,44 @@ def test_adopting_a_v7_file_keeps_every_row_and_fixes_keys_and_times(tmp_path):
     conn.commit()
     assert conn.execute("SELECT count(*) FROM run_events WHERE event_id = ?", (event_id,)).fetchone()[0] == 0
     conn.close()
+
+
+def test_0020_leaves_list_indexes_an_operator_built_online(pg_admin_url):
+    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS lt_migration_0020 WITH (FORCE)")
+        conn.exec_driver_sql("CREATE DATABASE lt_migration_0020")
+    url = sa.engine.make_url(pg_admin_url).set(database="lt_migration_0020").render_as_string(hide_password=False)
+    env = {"TELEMETRY_DATABASE_URL": url}
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def definitions() -> dict[str, tuple[int, str]]:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT indexname, indexrelid::int, indexdef FROM pg_indexes JOIN pg_class c ON c.relname = indexname "
+                "JOIN pg_index ON indexrelid = c.oid WHERE tablename = 'agent_runs' "
+                "AND indexname IN ('idx_runs_status', 'idx_runs_agent_status_created', 'idx_runs_agent_created')"
+            ).all()
+        return {name: (oid, definition) for name, oid, definition in rows}
+
+    try:
+        assert run_cli("db", "upgrade", "0019", env=env).returncode == 0
+        assert not any(d.endswith(", id)") for _, d in definitions().values())
+        with engine.connect() as conn:  # the online path: built concurrently, swapped by rename
+            conn.exec_driver_sql("CREATE INDEX CONCURRENTLY idx_new ON agent_runs (status, created_at DESC, id)")
+            conn.exec_driver_sql("DROP INDEX CONCURRENTLY idx_runs_status")
+            conn.exec_driver_sql("ALTER INDEX idx_new RENAME TO idx_runs_status")
+        online = definitions()["idx_runs_status"]
+        up = run_cli("db", "upgrade", env=env)
+        assert up.returncode == 0, up.stderr
+        after = definitions()
+        assert after["idx_runs_status"] == online  # left as built
+        assert all(d.endswith(", id)") for _, d in after.values()), after
+        down = run_cli("db", "downgrade", "0019", env=env)
+        assert down.returncode == 0, down.stderr
+        assert not any(d.endswith(", id)") for _, d in definitions().values())
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS lt_migration_0020 WITH (FORCE)")
+        admin.dispose()
