@@ -28,12 +28,13 @@ STARTED, FINISHED = "started", "finished"
 
 _ON_CONFLICT = "ON CONFLICT (counter, agent_name, status) DO UPDATE SET runs = run_counters.runs + excluded.runs"
 
-# SQLite: count the runs above the watermark (`id > ?`), as they were inserted.
+# SQLite: count the runs above the watermark (`id > ?`), as they were inserted; NOT INDEXED
+# keeps the rowid range a search (console/store/rollup_tables.py says why).
 ADD_ROWS_ABOVE = (
     "INSERT INTO run_counters (counter, agent_name, status, runs) "
-    f"SELECT '{STARTED}', agent_name, '', count(*) FROM agent_runs WHERE id > ? GROUP BY agent_name {_ON_CONFLICT}",
+    f"SELECT '{STARTED}', agent_name, '', count(*) FROM agent_runs NOT INDEXED WHERE id > ? GROUP BY agent_name {_ON_CONFLICT}",
     "INSERT INTO run_counters (counter, agent_name, status, runs) "
-    f"SELECT '{FINISHED}', agent_name, status, count(*) FROM agent_runs WHERE id > ? AND status <> 'running' "
+    f"SELECT '{FINISHED}', agent_name, status, count(*) FROM agent_runs NOT INDEXED WHERE id > ? AND status <> 'running' "
     f"GROUP BY agent_name, status {_ON_CONFLICT}",
 )
 

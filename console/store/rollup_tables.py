@@ -93,9 +93,12 @@ def _add_rows_above(table: str) -> str:
     else:
         values, only = ROLLUP_SUMS, ""
     positions = ", ".join(str(i + 1) for i in range(len(keys)))
+    # NOT INDEXED (the rowid range stays a search): grouped by agent and status, SQLite
+    # read an index in that order from end to end to save a sort of a few hundred rows,
+    # 0.5-0.8 s per statement at 10,000,000 runs.
     return (
         f"INSERT INTO {table} ({', '.join((*keys, *sums))}) SELECT {', '.join(picked)}, {values} "
-        f"FROM agent_runs WHERE id > ?{only} GROUP BY {positions} {add_on_conflict(table)}"
+        f"FROM agent_runs NOT INDEXED WHERE id > ?{only} GROUP BY {positions} {add_on_conflict(table)}"
     )
 
 
