@@ -75,9 +75,16 @@ def rule_answer(row: Mapping[str, Any], channel_ids: list[int]) -> dict[str, Any
     return out
 
 
+# Columns that always hold a value: null (sent, or left out of a new rule) means this default.
+DEFAULTS = {"notify_resolved": 1, "repeat_minutes": 0, "failures_in_a_row": 1, "grace_seconds": 0, "timezone": "UTC"}
+
+
 def _values(fields: RuleFields) -> dict[str, Any]:
     given = fields.model_dump(exclude_unset=True)
     given.pop("channels", None)
+    for name, default in DEFAULTS.items():
+        if name in given and given[name] is None:
+            given[name] = default
     if "on" in given:
         given["kind"] = given.pop("on")
     if "notify_resolved" in given:
@@ -106,7 +113,7 @@ def _check_whole(rule: dict[str, Any]) -> None:
 
 
 def create_rule(session: Session, body: RuleIn, now: datetime) -> dict[str, Any]:
-    values = {"grace_seconds": 0, "timezone": "UTC", "failures_in_a_row": 1, **_values(body)}
+    values = {**DEFAULTS, **_values(body)}
     _check_whole(values)
     channel_ids = _check_channels(session, body.channels)
     rule_id = session.execute(alert_rules.insert().values(**values, created_at=now, updated_at=now)

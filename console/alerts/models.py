@@ -39,8 +39,9 @@ def _cron(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def _zone(value: str) -> str:
-    schedule.parse_zone(value)
+def _zone(value: Optional[str]) -> Optional[str]:
+    if value is not None:  # null: the default, UTC (console/alerts/config.py)
+        schedule.parse_zone(value)
     return value
 
 

@@ -101,6 +101,24 @@ def test_rules_are_created_changed_and_deleted(client, channel_id):
     assert client.get("/api/v1/alerts/rules").get_json() == []
 
 
+def test_a_null_for_a_field_with_a_default_means_the_default(client):
+    # Schemathesis found it: "grace_seconds": null was stored as NULL into a NOT NULL column (500).
+    nulls = {"failures_in_a_row": None, "grace_seconds": None, "timezone": None}
+    body = {"name": "late", "agent_name": "etl", "on": "missing", "channels": [], "period_seconds": 3600, **nulls}
+    created = client.post("/api/v1/alerts/rules", json=body)
+    assert created.status_code == 201, created.get_json()
+    rule = created.get_json()
+    assert (rule["failures_in_a_row"], rule["grace_seconds"], rule["timezone"]) == (1, 0, "UTC")
+    changed = client.patch(f"/api/v1/alerts/rules/{rule['id']}", json={"grace_seconds": 600, "timezone": "Europe/Berlin"})
+    assert changed.get_json()["grace_seconds"] == 600
+    reset = client.patch(f"/api/v1/alerts/rules/{rule['id']}",
+                         json={**nulls, "notify_resolved": None, "repeat_minutes": None})
+    assert reset.status_code == 200, reset.get_json()
+    answer = reset.get_json()
+    assert (answer["grace_seconds"], answer["timezone"], answer["notify_resolved"], answer["repeat_minutes"]) == (
+        0, "UTC", True, 0)
+
+
 @pytest.mark.parametrize("body, words", [
     ({"until": "2030-01-01T00:00:00Z"}, "either"),
     ({"agent_name": "a", "rule_id": 1, "until": "2030-01-01T00:00:00Z"}, "either"),
