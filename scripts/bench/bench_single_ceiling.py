@@ -1,6 +1,6 @@
 """How fast can single POSTs go here at all? The ceiling of the gunicorn worker, beside the console.
 
-    .venv/bin/python scripts/bench/bench_single_ceiling.py [--requests 6000] [--commit-ms 2]
+    .venv/bin/python scripts/bench/bench_single_ceiling.py [--requests 6000] [--commit-ms 2] [--db SEEDED.sqlite]
 
 Drives, with the same 8 keep-alive clients as bench_api.py (2 processes x 4
 threads), five servers in turn and prints requests/s with the CPU each side
@@ -15,7 +15,8 @@ spends per request and the server's context switches per request:
 - the same under the console's own worker (console/server/worker.py: gthread, but a
   thread keeps serving its keep-alive connection);
 - the same with the console's access logger (console/server/access_log.py);
-- the console itself (`python -m console serve`, 1 worker, SQLite DELETE/FULL).
+- the console itself (`python -m console serve`, 1 worker, SQLite DELETE/FULL),
+  on a fresh file and, with `--db`, on a seeded one (seed_runs.py).
 
 Each row's `x free app` divides it by the free app under the console's worker with
 its access log (the console's own server doing no work), and the disk's bound is
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -194,7 +196,6 @@ def request_path_cpu(tmp: Path, pause: float, count: int = 2000) -> float:
 def raw_one_row_commits(template: Path, count: int = 500) -> float:
     """The disk's bound: raw sqlite3 one-row transactions (DELETE / FULL) into a copy of the migrated file, per second."""
     import shutil
-    import sqlite3
 
     from console.domain.records import run_values
     from console.domain.validation import RunCreate
@@ -223,6 +224,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--commit-ms", type=float, default=2.0, help="the simulated commit of the free application")
+    parser.add_argument("--db", type=Path, help="also on this seeded SQLite file (a copy you can spare: runs are added)")
     args = parser.parse_args()
 
     rows = []
@@ -258,16 +260,18 @@ def main() -> int:
         "TELEMETRY_DB_SYNCHRONOUS": "FULL",
     }
     env.pop("TELEMETRY_DATABASE_URL", None)
-    proc = start_console(env, tmp / "console.log")
-    try:
-        rows.append(
-            (
-                "console, 1 worker, SQLite DELETE/FULL",
-                *measure(int(env["TELEMETRY_API_PORT"]), proc.pid, "/api/v1/runs", args.requests),
-            )
-        )
-    finally:
-        stop_console(proc)
+    consoles = [("console, 1 worker, SQLite DELETE/FULL", db)]
+    if args.db:
+        stored = sqlite3.connect(args.db).execute("SELECT count(*) FROM agent_runs").fetchone()[0]
+        migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(args.db)}))
+        consoles.append((f"the same, on {stored:,} runs stored", args.db))
+    for label, path in consoles:
+        env["TELEMETRY_DB_PATH"], env["TELEMETRY_API_PORT"] = str(path), str(free_port())
+        proc = start_console(env, tmp / "console.log")
+        try:
+            rows.append((label, *measure(int(env["TELEMETRY_API_PORT"]), proc.pid, "/api/v1/runs", args.requests)))
+        finally:
+            stop_console(proc)
 
     print(f"\n8 keep-alive clients, {args.requests} single POSTs per server; {os.cpu_count()} CPUs")
     # The console's own server: its worker with its access log, around an app that does nothing.
@@ -276,7 +280,7 @@ def main() -> int:
           f"{'switches/req':>13}")
     for label, rate, server_cpu, client_cpu, switches in rows:
         print(f"{label:68} {rate:7.0f} {rate / free:10.2f} {server_cpu:18.0f} {client_cpu:18.0f} {switches:13.1f}")
-    console_rate = rows[-1][1]
+    console_rate = next(rate for label, rate, *_ in rows if label == consoles[0][0])
     print(f"\nthe disk: raw sqlite3 one-row transactions (DELETE/FULL) {raw:.0f}/s; "
           f"the console's single POSTs are x{console_rate / raw:.2f} of it (a group commit carries several runs)")
 
