@@ -1,5 +1,6 @@
 """Alembic owns the schema: up and down on both backends, and adoption of a v7 file."""
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -47,14 +48,24 @@ def test_upgrade_from_empty_then_downgrade_to_base_on_sqlite(tmp_path):
     assert run_cli("db", "upgrade", env=env).returncode == 0
 
 
-def test_upgrade_and_downgrade_on_postgresql(pg_admin_url):
+@contextlib.contextmanager
+def empty_postgres_database(pg_admin_url: str, name: str):
+    """The URL of a new, empty PostgreSQL database `name`, dropped afterwards."""
     admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS lt_migrations_test WITH (FORCE)")
-        conn.exec_driver_sql("CREATE DATABASE lt_migrations_test")
-    url = sa.engine.make_url(pg_admin_url).set(database="lt_migrations_test").render_as_string(hide_password=False)
-    env = {"TELEMETRY_DATABASE_URL": url}
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
+        yield sa.engine.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+def test_upgrade_and_downgrade_on_postgresql(pg_admin_url):
+    with empty_postgres_database(pg_admin_url, "lt_migrations_test") as url:
+        env = {"TELEMETRY_DATABASE_URL": url}
         up = run_cli("db", "upgrade", env=env)
         assert up.returncode == 0, up.stderr
         assert OUR_TABLES <= table_names(url)
@@ -63,10 +74,6 @@ def test_upgrade_and_downgrade_on_postgresql(pg_admin_url):
         assert down.returncode == 0, down.stderr
         assert table_names(url) <= {"alembic_version"}
         assert run_cli("db", "upgrade", env=env).returncode == 0
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql("DROP DATABASE IF EXISTS lt_migrations_test WITH (FORCE)")
-        admin.dispose()
 
 
 def test_adopting_a_v7_file_keeps_every_row_and_fixes_keys_and_times(tmp_path):
@@ -109,14 +116,15 @@ def test_adopting_a_v7_file_keeps_every_row_and_fixes_keys_and_times(tmp_path):
 
 
 def test_0020_leaves_list_indexes_an_operator_built_online(pg_admin_url):
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS lt_migration_0020 WITH (FORCE)")
-        conn.exec_driver_sql("CREATE DATABASE lt_migration_0020")
-    url = sa.engine.make_url(pg_admin_url).set(database="lt_migration_0020").render_as_string(hide_password=False)
-    env = {"TELEMETRY_DATABASE_URL": url}
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with empty_postgres_database(pg_admin_url, "lt_migration_0020") as url:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            _check_0020(engine, {"TELEMETRY_DATABASE_URL": url})
+        finally:
+            engine.dispose()
 
+
+def _check_0020(engine, env) -> None:
     def definitions() -> dict[str, tuple[int, str]]:
         with engine.connect() as conn:
             rows = conn.exec_driver_sql(
@@ -126,24 +134,18 @@ def test_0020_leaves_list_indexes_an_operator_built_online(pg_admin_url):
             ).all()
         return {name: (oid, definition) for name, oid, definition in rows}
 
-    try:
-        assert run_cli("db", "upgrade", "0019", env=env).returncode == 0
-        assert not any(d.endswith(", id)") for _, d in definitions().values())
-        with engine.connect() as conn:  # the online path: built concurrently, swapped by rename
-            conn.exec_driver_sql("CREATE INDEX CONCURRENTLY idx_new ON agent_runs (status, created_at DESC, id)")
-            conn.exec_driver_sql("DROP INDEX CONCURRENTLY idx_runs_status")
-            conn.exec_driver_sql("ALTER INDEX idx_new RENAME TO idx_runs_status")
-        online = definitions()["idx_runs_status"]
-        up = run_cli("db", "upgrade", env=env)
-        assert up.returncode == 0, up.stderr
-        after = definitions()
-        assert after["idx_runs_status"] == online  # left as built
-        assert all(d.endswith(", id)") for _, d in after.values()), after
-        down = run_cli("db", "downgrade", "0019", env=env)
-        assert down.returncode == 0, down.stderr
-        assert not any(d.endswith(", id)") for _, d in definitions().values())
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql("DROP DATABASE IF EXISTS lt_migration_0020 WITH (FORCE)")
-        admin.dispose()
+    assert run_cli("db", "upgrade", "0019", env=env).returncode == 0
+    assert not any(d.endswith(", id)") for _, d in definitions().values())
+    with engine.connect() as conn:  # the online path: built concurrently, swapped by rename
+        conn.exec_driver_sql("CREATE INDEX CONCURRENTLY idx_new ON agent_runs (status, created_at DESC, id)")
+        conn.exec_driver_sql("DROP INDEX CONCURRENTLY idx_runs_status")
+        conn.exec_driver_sql("ALTER INDEX idx_new RENAME TO idx_runs_status")
+    online = definitions()["idx_runs_status"]
+    up = run_cli("db", "upgrade", env=env)
+    assert up.returncode == 0, up.stderr
+    after = definitions()
+    assert after["idx_runs_status"] == online  # left as built
+    assert all(d.endswith(", id)") for _, d in after.values()), after
+    down = run_cli("db", "downgrade", "0019", env=env)
+    assert down.returncode == 0, down.stderr
+    assert not any(d.endswith(", id)") for _, d in definitions().values())
