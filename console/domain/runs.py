@@ -313,15 +313,18 @@ def list_runs(
     # `id DESC` each group of equal times was sorted first: a whole batch of up to 5,000
     # rows read for the head of the list.
     order = (c.created_at.desc(), c.id)
-    query = select(agent_runs).where(*conditions).order_by(*order).limit(limit + 1).offset(offset or None)
+
+    def page(*columns):
+        return select(*columns).where(*conditions).order_by(*order).limit(limit + 1).offset(offset or None)
+
+    query = page(agent_runs)
     if session.get_bind().dialect.name == "postgresql" and not filters.q:
-        # The page's ids first, then its rows. PostgreSQL's planner expects a filter's
-        # matches spread evenly over time and, the heap following created_at, walked
-        # idx_runs_created_desc skipping other rows (130–156 ms at 10,000,000 runs whose
-        # newest were another agent's); ids alone come from the filter's index by an
-        # index-only scan, which it takes (every list index ends in id: migration 0020).
-        ids = select(c.id).where(*conditions).order_by(*order).limit(limit + 1).offset(offset or None)
-        query = select(agent_runs).where(c.id.in_(ids.scalar_subquery())).order_by(*order)
+        # The page's ids first, then its rows. Asked for whole rows, PostgreSQL's planner,
+        # expecting a filter's matches spread evenly over time, walks idx_runs_created_desc
+        # skipping other rows (130–156 ms at 10,000,000 runs whose newest were another
+        # agent's); ids alone come from the filter's index by an index-only scan, which it
+        # takes (every list index ends in id there: migration 0020).
+        query = select(agent_runs).where(c.id.in_(page(c.id).scalar_subquery())).order_by(*order)
     rows = list(session.execute(query).mappings())
     next_cursor = None
     if len(rows) > limit:

@@ -3,7 +3,7 @@ in this process until anything commits.
 
 A dashboard or a scraper asks the same question every few seconds; between writes
 the answer cannot change, and at 10,000,000 runs reading it again costs 5–50 ms
-where checking the change stamp costs a few hundredths of one. An answer is kept
+where checking the change stamp costs well under one. An answer is kept
 only when the stamp read before computing it equals the one read after, so it is
 exactly what the database held at that stamp; any commit since (by this process,
 another worker, another host, another tool) moves the stamp and the next read

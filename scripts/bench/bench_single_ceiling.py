@@ -262,7 +262,9 @@ def main() -> int:
     env.pop("TELEMETRY_DATABASE_URL", None)
     consoles = [("console, 1 worker, SQLite DELETE/FULL", db)]
     if args.db:
-        stored = sqlite3.connect(args.db).execute("SELECT count(*) FROM agent_runs").fetchone()[0]
+        counting = sqlite3.connect(args.db)
+        stored = counting.execute("SELECT count(*) FROM agent_runs").fetchone()[0]
+        counting.close()
         migrate.upgrade(load_settings({"TELEMETRY_DB_PATH": str(args.db)}))
         consoles.append((f"the same, on {stored:,} runs stored", args.db))
     for label, path in consoles:

@@ -119,7 +119,7 @@ def test_a_commit_while_computing_is_not_kept(cache, db, settings):
     assert len(calls) == 2
 
 
-def test_what_is_not_kept(cache, db, settings):
+def test_what_is_not_kept(cache, db, make_app):
     calls: list = []
     with db.read() as session:
         for _ in range(2):
@@ -129,7 +129,7 @@ def test_what_is_not_kept(cache, db, settings):
         for key in ("a", "b", "c", "a"):  # two entries: "a" left when "c" came
             cache.answer(session, key, counted(calls))
     assert len(calls) == 6
-    off = AnswerCache(ChangeStamp(db.engine), entries=0)
+    off = make_app(TELEMETRY_ANSWER_CACHE_ENTRIES="0").extensions["telemetry_db"].answers
     with db.read() as session:
         for _ in range(2):
             off.answer(session, "k", counted(calls))

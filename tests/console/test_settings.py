@@ -43,6 +43,8 @@ def test_database_url_wins_over_the_path(tmp_path):
         ("TELEMETRY_API_AUTH_ENABLED", "maybe", "true or false"),
         ("TELEMETRY_LOG_FORMAT", "xml", "text, json"),
         ("TELEMETRY_DATABASE_URL", "mysql://x", "postgresql"),
+        ("TELEMETRY_ANSWER_CACHE_ENTRIES", "-1", "at least 0"),
+        ("TELEMETRY_ANSWER_CACHE_ENTRIES", "100000", "at most 10000"),
     ],
 )
 def test_bad_value_names_variable_value_and_what_is_allowed(name, value, allowed):
