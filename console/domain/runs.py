@@ -333,16 +333,33 @@ def list_runs(
     return rows, next_cursor
 
 
-def latest_run_per_agent(session: Session) -> dict[str, Mapping[str, Any]]:
-    """Each agent's newest run (created_at, then id), in one statement: a loose scan of
-    the agent names, one probe of `idx_runs_agent_created` per name."""
-    sql = text(
-        "WITH RECURSIVE v(x) AS (SELECT min(agent_name) FROM agent_runs UNION ALL "
-        "SELECT (SELECT min(agent_name) FROM agent_runs WHERE agent_name > v.x) FROM v WHERE v.x IS NOT NULL) "
-        "SELECT (SELECT id FROM agent_runs WHERE agent_name = v.x ORDER BY created_at DESC, id DESC LIMIT 1) "
-        "FROM v WHERE v.x IS NOT NULL"
-    )
-    newest = select(agent_runs).where(c.id.in_(sql.columns(column("id", Integer))))
+AGENT_NAMES = text(
+    "WITH RECURSIVE v(x) AS (SELECT min(agent_name) FROM agent_runs UNION ALL "
+    "SELECT (SELECT min(agent_name) FROM agent_runs WHERE agent_name > v.x) FROM v WHERE v.x IS NOT NULL) "
+    "SELECT x FROM v WHERE x IS NOT NULL"
+)  # a loose scan of `idx_runs_agent_created`: one probe per name, however many runs each has
+
+
+def agent_names(session: Session) -> list[str]:
+    """Every agent with a stored run, in name order."""
+    return [name for (name,) in session.execute(AGENT_NAMES)]
+
+
+def latest_run_per_agent(session: Session, names: Optional[Sequence[str]] = None) -> dict[str, Mapping[str, Any]]:
+    """Each agent's newest run (created_at, then id), of every agent or of `names`: one probe
+    of `idx_runs_agent_created` per name."""
+    if names is None:
+        names_sql, params = AGENT_NAMES.text, {}
+    else:
+        if not names:
+            return {}
+        params = {f"n{i}": name for i, name in enumerate(names)}
+        names_sql = " UNION ALL ".join(f"SELECT CAST(:{key} AS TEXT) AS x" for key in params)
+    ids = text(
+        f"SELECT (SELECT id FROM agent_runs WHERE agent_name = v.x ORDER BY created_at DESC, id DESC LIMIT 1) "
+        f"FROM ({names_sql}) AS v"
+    ).bindparams(**params)
+    newest = select(agent_runs).where(c.id.in_(ids.columns(column("id", Integer))))
     return {row["agent_name"]: row for row in session.execute(newest).mappings()}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Optional
 
@@ -64,6 +64,7 @@ def run_stats(
     session: Session,
     *,
     agent_name: Optional[str] = None,
+    agents: Optional[Sequence[str]] = None,
     since: Optional[datetime] = None,
     bucket: str = "day",
     now: Optional[datetime] = None,
@@ -76,7 +77,7 @@ def run_stats(
     ago. Whole days are read from the day grain, the hours before the first whole
     day from the hour grain, so a long range reads a few thousand rows. Without
     `buckets` the time buckets are left empty, without `durations` the percentiles
-    (neither is read).
+    (neither is read). `agents` limits the answer to those agents (a page of them).
     """
     since = range_start(since, now)
     first_day = since if since.hour == 0 else since.replace(hour=0) + timedelta(days=1)
@@ -87,6 +88,8 @@ def run_stats(
     if agent_name is not None:
         agent_filter = " AND agent_name = :agent"
         params["agent"] = agent_name
+    elif agents is not None:
+        agent_filter = _among(agents, params)
     values = ", ".join(SUM_COLUMNS)
     sums = ", ".join(f"sum({n}) AS {n}" for n in SUM_COLUMNS)
     day_of_hour = (
@@ -169,6 +172,13 @@ def run_stats(
     }
 
 
+def _among(agents: Sequence[str], params: dict[str, Any]) -> str:
+    """` AND agent_name IN (...)` for `agents`, their values added to `params` (none: matches nothing)."""
+    names = {f"agent_{i}": name for i, name in enumerate(agents)}
+    params.update(names)
+    return f" AND agent_name IN ({', '.join(':' + key for key in names)})" if names else " AND 1 = 0"
+
+
 def _plain_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple]:
     """The rows of a long read as plain tuples straight from the driver, skipping a Row
     object per row (SQLite's driver takes the same :name parameters; psycopg's %(name)s)."""
@@ -238,14 +248,19 @@ def totals_by_agent(session: Session) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
-def daily_counts_by_agent(session: Session, first_day: datetime) -> dict[str, dict[date, dict[str, int]]]:
-    """Runs per agent, day and status from the UTC day of `first_day` on, from the day grain."""
+def daily_counts_by_agent(
+    session: Session, first_day: datetime, agents: Optional[Sequence[str]] = None
+) -> dict[str, dict[date, dict[str, int]]]:
+    """Runs per agent, day and status from the UTC day of `first_day` on, from the day grain;
+    of every agent, or of `agents`."""
     dialect = session.get_bind().dialect.name
     start = hour_of(first_day).replace(hour=0)
     out: dict[str, dict[date, dict[str, int]]] = defaultdict(dict)
     days: dict[Any, date] = {}
-    sql = "SELECT agent_name, day, status, runs FROM run_rollup_days WHERE day >= :first_day AND runs <> 0"
-    for agent, day, status, runs in _plain_rows(session, sql, {"first_day": _stamp(start, dialect)}):
+    params: dict[str, Any] = {"first_day": _stamp(start, dialect)}
+    among = "" if agents is None else _among(agents, params)
+    sql = f"SELECT agent_name, day, status, runs FROM run_rollup_days WHERE day >= :first_day AND runs <> 0{among}"
+    for agent, day, status, runs in _plain_rows(session, sql, params):
         when = days.get(day)
         if when is None:
             when = days[day] = hour_of(day).date()

@@ -1,10 +1,10 @@
-"""Agents overview (from the rollups, via console.domain.stats)."""
+"""Agents overview (from the rollups, via console.domain.stats), a page of agents at a time."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, request
 
 from console.core.timeutil import utcnow
 from console.domain import runs, stats
@@ -17,33 +17,57 @@ from console.web.charts import daily_chart
 from console.web.render import page
 
 CHART_DAYS = 30
+# Each card draws a 30-day chart: 50 cards keep a page near 300 kB of HTML and its
+# reads to the agents shown, however many agents report.
+AGENTS_PER_PAGE = 50
 
 
 def _db():
     return current_app.extensions["telemetry_db"]
 
 
+def _page_number() -> tuple[int, str | None]:
+    """The page asked for (1 when absent), and an error for one that is not a page number."""
+    raw = (request.args.get("page") or "").strip()
+    if not raw:
+        return 1, None
+    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+        return 1, f"The page must be a whole number from 1, not {raw[:50]!r}."
+    return int(raw), None
+
+
 @web_bp.get("/agents", endpoint="agents")
 def agents_page():
     """Per agent: last run, runs and success rate over 24 h and 7 d, p50/p95, 30 days of runs."""
+    number, error = _page_number()
+    status = 400 if error else 200
     now = utcnow()
     hosts = current_app.config["SETTINGS"].git_hosts
     reconcile.ensure_fresh(_db())  # the figures come from the rollups: catch them up first
     with _db().read() as session:
-        latest = runs.latest_run_per_agent(session)
-        day = stats.run_stats(session, since=now - timedelta(hours=24), now=now, buckets=False, durations=False)
-        week = stats.run_stats(session, since=now - timedelta(days=7), now=now, buckets=False)
-        first_day = now - timedelta(days=CHART_DAYS - 1)
-        month = stats.daily_counts_by_agent(session, first_day)
+        names = runs.agent_names(session)
+        pages = max(1, -(-len(names) // AGENTS_PER_PAGE))
+        if error is None and number > pages:
+            error = f"There is no page {number}: {len(names)} agents fill {pages} page{'' if pages == 1 else 's'}."
+            status = 404
+        if error:
+            number = 1
+        shown = names[(number - 1) * AGENTS_PER_PAGE:number * AGENTS_PER_PAGE]
+        latest = runs.latest_run_per_agent(session, shown)
+        day = stats.run_stats(session, agents=shown, since=now - timedelta(hours=24), now=now, buckets=False,
+                              durations=False)
+        week = stats.run_stats(session, agents=shown, since=now - timedelta(days=7), now=now, buckets=False)
+        month = stats.daily_counts_by_agent(session, now - timedelta(days=CHART_DAYS - 1), shown)
         incidents = open_incidents_by_agent(session)
-        agents = []
-        for name in sorted(latest):
-            agents.append({
-                "name": name,
-                "last_run": run_to_dict(latest[name], hosts),
-                "day": day["agents"].get(name),
-                "week": week["agents"].get(name),
-                "incidents": incidents.get(name, []),
-                "chart": daily_chart(month.get(name, {}), days=CHART_DAYS, today=now),
-            })
-    return page("agents.html", agents=agents, statuses=STATUSES, chart_days=CHART_DAYS)
+    agents = [{
+        "name": name,
+        "last_run": run_to_dict(latest[name], hosts) if name in latest else None,
+        "day": day["agents"].get(name),
+        "week": week["agents"].get(name),
+        "incidents": incidents.get(name, []),
+        "chart": daily_chart(month.get(name, {}), days=CHART_DAYS, today=now),
+    } for name in shown]
+    pager = {"number": number, "pages": pages, "total": len(names),
+             "first": (number - 1) * AGENTS_PER_PAGE + 1, "last": (number - 1) * AGENTS_PER_PAGE + len(shown)}
+    return page("agents.html", status, agents=agents, statuses=STATUSES, chart_days=CHART_DAYS, pager=pager,
+                error=error)

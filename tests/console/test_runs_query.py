@@ -184,7 +184,10 @@ def test_latest_run_per_agent_is_the_newest_by_created_at_then_id(client, db):
     assert client.post("/api/v1/runs/batch", json=bodies).json["inserted"] == 5
     with db.read() as session:
         latest = latest_run_per_agent(session)
+        named = latest_run_per_agent(session, ["b", "a", "no-such-agent"])
+        assert latest_run_per_agent(session, []) == {}
     assert {name: row["event_id"] for name, row in latest.items()} == {"a": "a-tie-2", "b": "b-only"}
+    assert {name: row["event_id"] for name, row in named.items()} == {"a": "a-tie-2", "b": "b-only"}
 
 
 def _fill_skewed(db) -> None:

@@ -73,3 +73,45 @@ def test_agents_page_figures_equal_the_rows_after_every_kind_of_write(client, db
         client.delete(f"/api/v1/runs/evt-{n:04d}")
     assert apply_retention(db, 20)["runs_deleted"] > 0
     assert_page_matches_rows(client)
+
+
+def test_agents_come_a_page_at_a_time_each_card_counted_from_its_own_rows(client, backend):
+    """120 agents fill three pages of 50 in name order; every card on every page shows its
+    own agent's figures (the page reads the rollups of its agents only)."""
+    from console.web.agents import AGENTS_PER_PAGE
+
+    names = [f"agent-{i:03d}" for i in range(120)]
+    bodies = [record(n, agent_name=names[n % 120], event_id=f"evt-{n:04d}") for n in range(360)]
+    assert client.post("/api/v1/runs/batch", json=bodies).get_json()["inserted"] == 360
+    day, week, chart = stored(client)
+    seen = []
+    for number in (1, 2, 3):
+        response = client.get(f"/agents?page={number}")
+        assert response.status_code == 200
+        body = response.get_data(as_text=True)
+        page = cards(body)
+        first = (number - 1) * AGENTS_PER_PAGE
+        assert list(page) == names[first:first + AGENTS_PER_PAGE]
+        assert f"Agents {first + 1}–{first + len(page)} of 120" in body
+        for agent, card in page.items():
+            assert shown(card) == (day[agent], week[agent], dict(chart[agent])), agent
+        seen += page
+    assert seen == names
+    assert 'href="/agents?page=2" rel="next"' in client.get("/agents").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("asked, status, says", [
+    ("4", 404, "There is no page 4: 120 agents fill 3 pages."),
+    ("0", 400, "The page must be a whole number from 1, not &#39;0&#39;."),
+    ("-1", 400, "The page must be a whole number from 1"),
+    ("two", 400, "The page must be a whole number from 1, not &#39;two&#39;."),
+    ("9" * 400, 400, "The page must be a whole number from 1"),
+])
+def test_a_page_of_agents_that_does_not_exist_says_so_and_shows_the_first(client, backend, asked, status, says):
+    bodies = [record(n, agent_name=f"agent-{n:03d}", event_id=f"evt-{n:04d}") for n in range(120)]
+    assert client.post("/api/v1/runs/batch", json=bodies).get_json()["inserted"] == 120
+    response = client.get(f"/agents?page={asked}")
+    body = response.get_data(as_text=True)
+    assert response.status_code == status
+    assert says in body
+    assert list(cards(body))[0] == "agent-000"
