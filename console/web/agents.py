@@ -17,9 +17,10 @@ from console.web.charts import daily_chart
 from console.web.render import page
 
 CHART_DAYS = 30
-# Each card draws a 30-day chart: 50 cards keep a page near 300 kB of HTML and its
-# reads to the agents shown, however many agents report.
-AGENTS_PER_PAGE = 50
+# Each card draws a 30-day chart and reads 7 days of duration histograms: 24 cards (a
+# full grid of 2, 3 or 4 columns) keep a page of the busiest agents near 350 kB of
+# HTML and its reads to the agents shown, however many agents report.
+AGENTS_PER_PAGE = 24
 
 
 def _db():
