@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from sqlalchemy import ColumnElement, and_, insert, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from console.core.timeutil import utcnow
@@ -86,16 +86,34 @@ def silent_since(cutoff: datetime) -> ColumnElement[bool]:
 
 
 def list_stale(
-    session: Session, older_than_minutes: int, *, now: Optional[datetime] = None, limit: int = 1000
+    session: Session,
+    older_than_minutes: int,
+    *,
+    now: Optional[datetime] = None,
+    limit: int = 1000,
+    offset: int = 0,
+    event_ids: Optional[Sequence[str]] = None,
 ) -> list[Mapping[str, Any]]:
-    """Running runs silent longer than `older_than_minutes`, oldest first."""
+    """Running runs silent longer than `older_than_minutes`, oldest first, from the `offset`-th;
+    of every run, or of `event_ids`."""
     now = now or utcnow()
     cutoff = now - timedelta(minutes=older_than_minutes)
     c = agent_runs.c
-    query = select(agent_runs).where(silent_since(cutoff)).order_by(c.last_seen_at, c.id).limit(limit)
+    query = select(agent_runs).where(silent_since(cutoff))
+    if event_ids is not None:
+        query = query.where(c.event_id.in_(list(event_ids)))
+    query = query.order_by(c.last_seen_at, c.id).limit(limit).offset(offset)
     rows = [dict(r) for r in session.execute(query).mappings()]
     rows.sort(key=lambda r: (r["last_seen_at"] or r["start_time"], r["id"]))
     return rows
+
+
+def count_stale(session: Session, older_than_minutes: int, *, now: datetime, cap: int) -> int:
+    """How many running runs are silent longer than `older_than_minutes`, counted up to `cap` + 1
+    (the partial index of running runs, read no further than that)."""
+    cutoff = now - timedelta(minutes=older_than_minutes)
+    found = select(agent_runs.c.id).where(silent_since(cutoff)).limit(cap + 1).subquery()
+    return session.execute(select(func.count()).select_from(found)).scalar_one()
 
 
 def verdict_maker(actor: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app, request
+from flask import current_app
 
 from console.core.timeutil import utcnow
 from console.domain import runs, stats
@@ -14,6 +14,7 @@ from console.store import reconcile
 from console.web import web_bp
 from console.web.alerts import open_incidents_by_agent
 from console.web.charts import daily_chart
+from console.web.paging import page_number, pager, past_the_end
 from console.web.render import page
 
 CHART_DAYS = 30
@@ -27,29 +28,17 @@ def _db():
     return current_app.extensions["telemetry_db"]
 
 
-def _page_number() -> tuple[int, str | None]:
-    """The page asked for (1 when absent), and an error for one that is not a page number."""
-    raw = (request.args.get("page") or "").strip()
-    if not raw:
-        return 1, None
-    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
-        return 1, f"The page must be a whole number from 1, not {raw[:50]!r}."
-    return int(raw), None
-
-
 @web_bp.get("/agents", endpoint="agents")
 def agents_page():
     """Per agent: last run, runs and success rate over 24 h and 7 d, p50/p95, 30 days of runs."""
-    number, error = _page_number()
+    number, error = page_number()
     status = 400 if error else 200
     now = utcnow()
     hosts = current_app.config["SETTINGS"].git_hosts
     reconcile.ensure_fresh(_db())  # the figures come from the rollups: catch them up first
     with _db().read() as session:
         names = runs.agent_names(session)
-        pages = max(1, -(-len(names) // AGENTS_PER_PAGE))
-        if error is None and number > pages:
-            error = f"There is no page {number}: {len(names)} agents fill {pages} page{'' if pages == 1 else 's'}."
+        if error is None and (error := past_the_end(number, len(names), AGENTS_PER_PAGE, "agents")):
             status = 404
         if error:
             number = 1
@@ -68,7 +57,5 @@ def agents_page():
         "incidents": incidents.get(name, []),
         "chart": daily_chart(month.get(name, {}), days=CHART_DAYS, today=now),
     } for name in shown]
-    pager = {"number": number, "pages": pages, "total": len(names),
-             "first": (number - 1) * AGENTS_PER_PAGE + 1, "last": (number - 1) * AGENTS_PER_PAGE + len(shown)}
-    return page("agents.html", status, agents=agents, statuses=STATUSES, chart_days=CHART_DAYS, pager=pager,
-                error=error)
+    return page("agents.html", status, agents=agents, statuses=STATUSES, chart_days=CHART_DAYS,
+                pager=pager(number, len(names), AGENTS_PER_PAGE, len(shown)), error=error)

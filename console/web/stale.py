@@ -1,4 +1,4 @@
-"""Stale runs: the triage list and the "mark failed" action (with a confirmation step)."""
+"""Stale runs: the triage list, a page at a time, and the "mark failed" action (with a confirmation step)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from console.domain import stale
 from console.domain.records import run_to_dict
 from console.web import auth as web_auth
 from console.web import web_bp
+from console.web.paging import page_number, pager, past_the_end
 from console.web.render import page, render
 
-MAX_LISTED = 1000
+PER_PAGE = 100
+COUNTED = 10_000  # past this many stale runs the page says "or more" rather than count them all
+MAX_MARKED = 1000
 MAX_THRESHOLD_MINUTES = 60 * 24 * 365
 
 
@@ -34,11 +37,11 @@ def _threshold() -> tuple[int, str | None]:
     return value, None
 
 
-def _stale_rows(session, minutes: int) -> list[dict]:
+def _stale_rows(session, minutes: int, **which) -> list[dict]:
     now = utcnow()
     hosts = current_app.config["SETTINGS"].git_hosts
     out = []
-    for row in stale.list_stale(session, minutes, now=now, limit=MAX_LISTED + 1):
+    for row in stale.list_stale(session, minutes, now=now, **which):
         item = run_to_dict(row, hosts)
         item["silent_seconds"] = stale.silent_seconds(row, now)
         item["last_heartbeat_at"] = row.get("last_heartbeat_at")
@@ -49,27 +52,34 @@ def _stale_rows(session, minutes: int) -> list[dict]:
 @web_bp.get("/stale", endpoint="stale")
 def stale_page():
     minutes, error = _threshold()
+    number, page_error = page_number()
+    error = error or page_error
+    status = 400 if error else 200
     with _db().read() as session:
-        rows = _stale_rows(session, minutes)
-    return render("stale.html", "_stale_table.html", 400 if error else 200, rows=rows[:MAX_LISTED],
-                  truncated=len(rows) > MAX_LISTED, minutes=minutes, error=error)
+        total = stale.count_stale(session, minutes, now=utcnow(), cap=COUNTED)
+        if error is None and total and (error := past_the_end(number, min(total, COUNTED), PER_PAGE, "stale runs")):
+            status = 404
+        if error:
+            number = 1
+        rows = _stale_rows(session, minutes, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
+    shown = pager(number, min(total, COUNTED), PER_PAGE, len(rows), more=total > COUNTED)
+    return render("stale.html", "_stale_table.html", status, rows=rows, pager=shown, minutes=minutes, error=error)
 
 
 @web_bp.post("/stale/mark-failed")
 def stale_mark_failed():
     """Step 1 shows what will change; step 2 (confirm=yes) marks the runs failed."""
     minutes, _error = _threshold()
-    event_ids = list(dict.fromkeys(request.form.getlist("event_id")))[:MAX_LISTED]
+    number, _page_error = page_number()
+    event_ids = list(dict.fromkeys(request.form.getlist("event_id")))[:MAX_MARKED]
     reason = (request.form.get("reason") or "").strip()[:2000]
     back = url_for("web.stale", older_than_minutes=minutes)
     if request.form.get("confirm") != "yes":
         with _db().read() as session:
-            listed = _stale_rows(session, minutes)
-        if request.form.get("all") == "1":
-            chosen = listed[:MAX_LISTED]
-        else:
-            wanted = set(event_ids)
-            chosen = [row for row in listed if row["event_id"] in wanted]
+            if request.form.get("all") == "1":  # every run on the page the operator saw
+                chosen = _stale_rows(session, minutes, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
+            else:
+                chosen = _stale_rows(session, minutes, limit=MAX_MARKED, event_ids=event_ids)
         if not chosen:
             flash("Select at least one run to mark failed.", "error")
             return redirect(back, 303)

@@ -69,6 +69,59 @@ def test_marking_nothing_says_so(client, csrf, make_run):
     assert "Select at least one run" in text(client.get(response.headers["Location"]))
 
 
+def silent_runs(client, count: int) -> list[str]:
+    """`count` running runs, the first the longest silent, posted in one batch; their run_ids."""
+    bodies = [{"event_id": f"silent-{n:04d}", "run_id": f"silent-run-{n:04d}", "agent_name": "indexer",
+               "job_type": "crawl", "status": "running", "start_time": hours_ago(5 - n / 1000)} for n in range(count)]
+    assert client.post("/api/v1/runs/batch", json=bodies).get_json()["inserted"] == count
+    return [body["run_id"] for body in bodies]
+
+
+def listed(body: str) -> list[str]:
+    return re.findall(r'aria-label="Select run ([^"]+)"', body)
+
+
+def test_stale_runs_come_a_page_of_100_at_a_time_oldest_first(client):
+    from console.web.stale import PER_PAGE
+
+    run_ids = silent_runs(client, 250)
+    seen = []
+    for number in (1, 2, 3):
+        body = text(client.get(f"/stale?page={number}&older_than_minutes=60"))
+        first = (number - 1) * PER_PAGE
+        assert listed(body) == run_ids[first:first + PER_PAGE]
+        assert '<strong id="stale-count">250</strong> stale runs' in body
+        assert f"Stale runs {first + 1}–{first + len(listed(body))} of 250" in body
+        seen += listed(body)
+    assert seen == run_ids
+    assert "Mark 100 on this page failed" in text(client.get("/stale"))
+    assert 'href="/stale?page=2&amp;older_than_minutes=60" rel="next"' in text(client.get("/stale"))
+    past = client.get("/stale?page=4")
+    assert past.status_code == 404 and "There is no page 4: 250 stale runs fill 3 pages." in text(past)
+    assert client.get("/stale?page=zero").status_code == 400
+    assert client.get("/stale?page=0").status_code == 400
+
+
+def test_past_the_counted_stale_runs_the_page_says_or_more(client, monkeypatch):
+    monkeypatch.setattr("console.web.stale.COUNTED", 120)
+    silent_runs(client, 130)
+    body = text(client.get("/stale"))
+    assert '<strong id="stale-count">120 or more</strong>' in body
+    assert "Stale runs 1–100 of 120 or more" in body
+
+
+def test_mark_all_on_a_page_takes_that_page_and_a_selection_from_any_page_is_found(client, csrf):
+    run_ids = silent_runs(client, 150)
+    ask = text(client.post("/stale/mark-failed", data={
+        "csrf_token": csrf, "all": "1", "page": "2", "older_than_minutes": "60"}))
+    assert "Mark 50 runs failed?" in ask
+    assert all(f'name="event_id" value="silent-{n:04d}"' in ask for n in range(100, 150))
+    assert 'value="silent-0099"' not in ask
+    picked = text(client.post("/stale/mark-failed", data={
+        "csrf_token": csrf, "event_id": ["silent-0140", "silent-0003", "not-a-run"], "older_than_minutes": "60"}))
+    assert "Mark 2 runs failed?" in picked and run_ids[140] in picked and run_ids[3] in picked
+
+
 def test_agents_page_links_to_the_filtered_runs(client, make_run):
     make_run(agent_name="crawler")
     body = text(client.get("/agents"))
