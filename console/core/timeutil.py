@@ -11,6 +11,7 @@ UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 # SQLite expression that writes exactly UTC_FORMAT (strftime's %f has milliseconds).
 SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00')"
 
+STORED_LENGTH = len("2026-01-12T10:30:00.000000+00:00")
 _HAS_ZONE = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
 
 
@@ -34,6 +35,11 @@ def parse_timestamp(text: str, *, require_zone: bool = True) -> datetime:
     """
     if not isinstance(text, str):
         raise ValueError("timestamp must be a string")
+    if len(text) == STORED_LENGTH and text.endswith("+00:00") and text[10] == "T":
+        try:  # the stored form (every stored time): no zone to check, already UTC
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # not a time after all: the checks below say why
     raw = text.strip()
     if not raw or len(raw) > 64:
         raise ValueError("timestamp is empty or too long")
