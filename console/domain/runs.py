@@ -12,12 +12,13 @@ import binascii
 import json
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import Integer, and_, column, delete, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from console.core.timeutil import format_utc, parse_timestamp, utcnow
 from console.domain.errors import Invalid, NotFound
@@ -44,6 +45,9 @@ from console.store.runstore import (
 )
 
 c = agent_runs.c
+# PostgreSQL, `q` alone: how many of the newest runs are searched first (a term in 1 % of
+# them fills a page of 100 from them).
+NEWEST_SCANNED = 10_000
 
 
 # ---------------------------------------------------------------- create
@@ -318,7 +322,12 @@ def list_runs(
         return select(*columns).where(*conditions).order_by(*order).limit(limit + 1).offset(offset or None)
 
     query = page(agent_runs)
-    if session.get_bind().dialect.name == "postgresql" and not filters.q:
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql and filters.q and replace(filters, q=None) == RunFilters():
+        rows = _among_the_newest(session, conditions[0], conditions[1:], limit, offset)
+        if rows is not None:
+            return rows[:limit], encode_cursor(rows[limit - 1])
+    if postgresql and not filters.q:
         # The page's ids first, then its rows. Asked for whole rows, PostgreSQL's planner,
         # expecting a filter's matches spread evenly over time, walks idx_runs_created_desc
         # skipping other rows (130–156 ms at 10,000,000 runs whose newest were another
@@ -331,6 +340,26 @@ def list_runs(
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1])
     return rows, next_cursor
+
+
+def _among_the_newest(
+    session: Session, q_condition, bounds: list, limit: int, offset: int
+) -> Optional[list[Mapping[str, Any]]]:
+    """PostgreSQL, `q` alone: the page from the newest NEWEST_SCANNED runs (past the cursor),
+    when they hold all of it and one more; else None, and the caller asks the trigram index.
+
+    The index hands back every match to be sorted: for a term in 2 % of 10,000,000 runs,
+    200,000 rows read for one page (2.2 s); the newest runs hold such a term's page."""
+    newest = select(agent_runs).where(*bounds).order_by(c.created_at.desc(), c.id).limit(NEWEST_SCANNED).subquery()
+    query = (
+        select(newest)
+        .where(ClauseAdapter(newest).traverse(q_condition))
+        .order_by(newest.c.created_at.desc(), newest.c.id)
+        .limit(limit + 1)
+        .offset(offset or None)
+    )
+    rows = list(session.execute(query).mappings())
+    return rows if len(rows) > limit else None
 
 
 AGENT_NAMES = text(

@@ -235,3 +235,31 @@ def test_a_filtered_list_reads_its_index_even_when_the_newest_runs_do_not_match(
                  for statement, parameters in seen]
     # Walking idx_runs_created_desc would pass the 20,000 newest runs, none of them matching.
     assert plans and all("idx_runs_created_desc" not in plan and "Index Only Scan" in plan for plan in plans), plans
+
+
+@pytest.mark.parametrize("scanned", [3, 40, 10_000])
+def test_q_pages_are_the_same_whether_the_newest_runs_hold_them_or_the_index_does(client, monkeypatch, scanned):
+    """On PostgreSQL `q` alone is first looked for among the newest NEWEST_SCANNED runs; a
+    page found there, or not, and every cursor page after it, equals the whole ordered list
+    of matches (on SQLite the setting changes nothing, and the same must hold)."""
+    from console.domain import runs
+
+    monkeypatch.setattr(runs, "NEWEST_SCANNED", scanned)
+    bodies = []
+    for n in range(60):  # "quota" in the newest 30 runs' errors and in every 7th older one
+        error = "disk quota exceeded" if n >= 30 or n % 7 == 0 else "connection reset"
+        bodies.append(run_body(run_id=f"q-{n:02d}", status="failure", error_summary=error,
+                               created_at=f"2026-01-12T10:{n:02d}:00Z"))
+    bodies.append(run_body(run_id="tie-a", created_at="2026-01-12T10:45:00Z", error_summary="quota"))
+    assert client.post("/api/v1/runs/batch", json=bodies).get_json()["inserted"] == 61
+    for q in ("quota", "reset", "q-0"):
+        expected = [b["run_id"] for b in sorted(bodies, key=lambda b: b["created_at"], reverse=True)
+                    if q.lower() in (b["run_id"] + " " + (b.get("error_summary") or "")).lower()]
+        seen, url = [], f"/api/v1/runs?q={q}&limit=4"
+        while url:
+            response = client.get(url)
+            seen += ids(response)
+            nxt = response.headers.get("Link", "")
+            url = nxt[nxt.index("/api/"):nxt.index(">")] if nxt else None
+        assert seen == expected, q  # ties (tie-a, q-45) in the order they arrived
+        assert ids(client.get(f"/api/v1/runs?q={q}&limit=5&offset=2")) == seen[2:7], q
