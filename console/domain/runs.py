@@ -305,6 +305,7 @@ def list_runs(
     if offset > MAX_OFFSET:
         raise Invalid(OFFSET_TOO_DEEP)
     conditions = filter_conditions(session, filters)
+    created = None
     if cursor:
         created, row_id = decode_cursor(cursor)
         # The bound on created_at alone is a range of the index the page rides; the OR
@@ -323,10 +324,16 @@ def list_runs(
 
     query = page(agent_runs)
     postgresql = session.get_bind().dialect.name == "postgresql"
-    if postgresql and filters.q and replace(filters, q=None) == RunFilters():
+    q_alone = bool(filters.q) and replace(filters, q=None) == RunFilters()
+    if postgresql and q_alone:
         rows = _among_the_newest(session, conditions[0], conditions[1:], limit, offset)
         if rows is not None:
             return rows[:limit], encode_cursor(rows[limit - 1])
+    if not postgresql and q_alone and search.is_common(session, filters.q):
+        ids = search.newest_match_ids(session, filters.q, offset + limit + 1, conditions[1:], created)
+        if ids is not None:
+            rows = _rows_in_list_order(session, ids[offset:])
+            return rows[:limit], encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     if postgresql and not filters.q:
         # The page's ids first, then its rows. Asked for whole rows, PostgreSQL's planner,
         # expecting a filter's matches spread evenly over time, walks idx_runs_created_desc
@@ -340,6 +347,12 @@ def list_runs(
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1])
     return rows, next_cursor
+
+
+def _rows_in_list_order(session: Session, ids: Sequence[int]) -> list[Mapping[str, Any]]:
+    if not ids:
+        return []
+    return list(session.execute(select(agent_runs).where(c.id.in_(ids)).order_by(c.created_at.desc(), c.id)).mappings())
 
 
 def _among_the_newest(

@@ -20,11 +20,14 @@ of an index of every run_id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import ColumnElement, Integer, and_, column, func, literal, or_, text
+from sqlalchemy import ColumnElement, Integer, and_, column, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
+from console.core.timeutil import format_utc
 from console.store.models import agent_runs
 
 # The shortest `q` an index answers (a trigram is 3 characters); shorter is refused,
@@ -73,7 +76,8 @@ def indexed_candidates(session: Session, q: str) -> list[int]:
     return sorted(session.execute(text(INDEXED_CANDIDATES), {"lt_terms": trigram_terms(q)}).scalars())
 
 
-def _is_common(session: Session, q: str) -> bool:
+def is_common(session: Session, q: str) -> bool:
+    """SQLite: the index names COMMON_MATCHES runs or more for q."""
     probe = text(f"SELECT count(*) FROM ({INDEXED_CANDIDATES} LIMIT :n)")
     return session.execute(probe, {"lt_terms": trigram_terms(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
 
@@ -89,7 +93,7 @@ def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnE
         return or_(substring, _event_id_prefix(q))
     if len(q) < MIN_QUERY_CHARS:
         raise ValueError(f"q needs at least {MIN_QUERY_CHARS} characters")
-    if not (session is not None and _is_common(session, q)):
+    if not (session is not None and is_common(session, q)):
         return or_(and_(_candidates(q), _substring(q)), _event_id_prefix(q))
     return or_(_substring(q), _event_id_prefix(q))
 
@@ -122,3 +126,71 @@ def _substring(q: str) -> ColumnElement[bool]:
     pattern = _like_pattern(q)
     # SQLite LIKE ignores ASCII case already (lower() would cost a call per row).
     return or_(*(agent_runs.c[name].like(literal(pattern), escape="\\") for name in SUBSTRING_COLUMNS))
+
+
+# SQLite, a common `q` alone: the search index is read newest id first, in chunks that
+# double from twice the runs needed (STREAM_FIRST at least, STREAM_CHUNK at most: the ids
+# of a chunk are bound parameters), up to STREAM_MOST runs it names; past that, or for a
+# page deeper than STREAM_NEED runs, the newest-first scan answers.
+STREAM_MOST = 100_000
+STREAM_FIRST = 200
+STREAM_CHUNK = 8192
+STREAM_NEED = 2000
+_STREAM = (
+    "SELECT rowid FROM runs_search WHERE runs_search MATCH :lt_terms AND rowid < :below "
+    "ORDER BY rowid DESC LIMIT :n"
+)
+# Whether a run under id `below` sorts at or before `since` in the list (created_at newest
+# first): read from the created_at index alone, however many runs are newer.
+_OVERTAKEN = (
+    "SELECT 1 FROM agent_runs INDEXED BY idx_runs_created_desc "
+    "WHERE created_at >= :since AND created_at <= :until AND id < :below LIMIT 1"
+)
+_UNINDEXED = "SELECT (SELECT coalesce(max(id), 0) FROM agent_runs) > (SELECT through_id FROM run_watermark)"
+
+
+def newest_match_ids(
+    session: Session, q: str, need: int, bounds: Sequence, until: Optional[datetime]
+) -> Optional[list[int]]:
+    """SQLite, `q` alone: the ids of the first `need` matches in list order (created_at
+    newest first, then id), found by reading the search index newest id first; None when
+    that cannot be shown to be the list's order (the caller scans instead).
+
+    The index names runs by id, and ids follow arrival, not created_at (a client may send
+    an old created_at). So once the matches down to id `below` hold `need`, one read of the
+    created_at index asks whether any run under `below` sorts at or before the last one
+    needed; if none does, no run the index has yet to name can enter the page. A common
+    term that the newest runs lack cost a scan of every one of them (731 ms over 1,500,000
+    runs); this reads their entries in the created_at index instead.
+
+    `bounds` are the cursor's conditions, `until` its created_at.
+    """
+    if need > STREAM_NEED or session.execute(text(_UNINDEXED)).scalar_one():
+        return None  # deep pages; runs another tool wrote wait to be indexed: the scan sees them
+    c = agent_runs.c
+    keys = select(c.id, c.created_at).where(*bounds)
+    prefixed = session.execute(keys.where(_event_id_prefix(q)).limit(need + 1)).tuples().all()
+    if len(prefixed) > need:
+        return None  # a prefix of many event_ids: the scan finds them in order
+    found = dict(prefixed)
+    if None in found.values():
+        return None
+    terms, below, chunk, named = trigram_terms(q), 1 << 62, max(2 * need, STREAM_FIRST), 0
+    while named < STREAM_MOST:
+        ids = session.execute(text(_STREAM), {"lt_terms": terms, "below": below, "n": chunk}).scalars().all()
+        named += len(ids)
+        if ids:
+            below = ids[-1]
+            found.update(session.execute(keys.where(c.id.in_(ids), _substring(q))).tuples().all())
+            if None in found.values():
+                return None  # a legacy row without created_at: the list puts it last, the scan knows how
+        order = sorted(found, key=lambda i: (found[i], -i), reverse=True)  # created_at desc, then id
+        if len(ids) < chunk:
+            return order[:need]  # the index has named every match
+        if len(order) >= need:
+            since = format_utc(found[order[need - 1]])
+            last = format_utc(until) if until is not None else _TOP
+            overtaken = session.execute(text(_OVERTAKEN), {"since": since, "until": last, "below": below}).first()
+            return None if overtaken else order[:need]
+        chunk = min(2 * chunk, STREAM_CHUNK)
+    return None

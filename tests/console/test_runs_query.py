@@ -237,14 +237,24 @@ def test_a_filtered_list_reads_its_index_even_when_the_newest_runs_do_not_match(
     assert plans and all("idx_runs_created_desc" not in plan and "Index Only Scan" in plan for plan in plans), plans
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["ids-follow-time", "first-stored-is-newest"])
 @pytest.mark.parametrize("scanned", [3, 40, 10_000])
-def test_q_pages_are_the_same_whether_the_newest_runs_hold_them_or_the_index_does(client, monkeypatch, scanned):
-    """On PostgreSQL `q` alone is first looked for among the newest NEWEST_SCANNED runs; a
-    page found there, or not, and every cursor page after it, equals the whole ordered list
-    of matches (on SQLite the setting changes nothing, and the same must hold)."""
+def test_q_pages_are_the_same_whether_the_newest_runs_hold_them_or_the_index_does(client, monkeypatch, scanned,
+                                                                                 early):
+    """`q` alone is first looked for among the newest runs: on PostgreSQL the newest
+    NEWEST_SCANNED; on SQLite, for a common term, the search index read newest id first in
+    chunks (the first of `scanned` runs), checked against the created_at index. A page found
+    that way, or not, and every cursor page after it, equals the whole ordered list of
+    matches, also when runs arrive with created_at older than runs stored before them."""
     from console.domain import runs
+    from console.store import search
 
     monkeypatch.setattr(runs, "NEWEST_SCANNED", scanned)
+    monkeypatch.setattr(search, "COMMON_MATCHES", 1)
+    monkeypatch.setattr(search, "STREAM_FIRST", scanned)
+    first = [run_body(run_id="early-0", error_summary="quota", created_at="2026-01-12T12:00:00Z")] if early else []
+    if first:  # stored first, sorted first: the search index names it last
+        assert client.post("/api/v1/runs/batch", json=first).get_json()["inserted"] == 1
     bodies = []
     for n in range(60):  # "quota" in the newest 30 runs' errors and in every 7th older one
         error = "disk quota exceeded" if n >= 30 or n % 7 == 0 else "connection reset"
@@ -252,6 +262,10 @@ def test_q_pages_are_the_same_whether_the_newest_runs_hold_them_or_the_index_doe
                                created_at=f"2026-01-12T10:{n:02d}:00Z"))
     bodies.append(run_body(run_id="tie-a", created_at="2026-01-12T10:45:00Z", error_summary="quota"))
     assert client.post("/api/v1/runs/batch", json=bodies).get_json()["inserted"] == 61
+    late = [run_body(run_id=f"late-{n}", error_summary="quota", created_at=f"2026-01-12T{hour}:30:30Z")
+            for n, hour in enumerate(("09", "10", "10", "11"))]  # stored last, sorted among the others
+    assert client.post("/api/v1/runs/batch", json=late).get_json()["inserted"] == 4
+    bodies += late + first
     for q in ("quota", "reset", "q-0"):
         expected = [b["run_id"] for b in sorted(bodies, key=lambda b: b["created_at"], reverse=True)
                     if q.lower() in (b["run_id"] + " " + (b.get("error_summary") or "")).lower()]
