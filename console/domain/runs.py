@@ -325,7 +325,7 @@ def list_runs(
     query = page(agent_runs)
     postgresql = session.get_bind().dialect.name == "postgresql"
     q_alone = bool(filters.q) and replace(filters, q=None) == RunFilters()
-    if postgresql and q_alone:
+    if postgresql and q_alone and offset + limit < NEWEST_SCANNED:
         rows = _among_the_newest(session, conditions[0], conditions[1:], limit, offset)
         if rows is not None:
             return rows[:limit], encode_cursor(rows[limit - 1])

@@ -77,9 +77,14 @@ def indexed_candidates(session: Session, q: str) -> list[int]:
 
 
 def is_common(session: Session, q: str) -> bool:
-    """SQLite: the index names COMMON_MATCHES runs or more for q."""
-    probe = text(f"SELECT count(*) FROM ({INDEXED_CANDIDATES} LIMIT :n)")
-    return session.execute(probe, {"lt_terms": trigram_terms(q), "n": COMMON_MATCHES}).scalar_one() >= COMMON_MATCHES
+    """SQLite: the index names COMMON_MATCHES runs or more for q (asked once per session:
+    the filter and the list's own choice of path both need it)."""
+    known = session.info.setdefault("common_q", {})
+    if q not in known:
+        probe = text(f"SELECT count(*) FROM ({INDEXED_CANDIDATES} LIMIT :n)")
+        count = session.execute(probe, {"lt_terms": trigram_terms(q), "n": COMMON_MATCHES}).scalar_one()
+        known[q] = count >= COMMON_MATCHES
+    return known[q]
 
 
 def q_filter(dialect: str, q: str, session: Optional[Session] = None) -> ColumnElement[bool]:

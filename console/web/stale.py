@@ -37,8 +37,8 @@ def _threshold() -> tuple[int, str | None]:
     return value, None
 
 
-def _stale_rows(session, minutes: int, **which) -> list[dict]:
-    now = utcnow()
+def _stale_rows(session, minutes: int, *, now=None, **which) -> list[dict]:
+    now = now or utcnow()
     hosts = current_app.config["SETTINGS"].git_hosts
     out = []
     for row in stale.list_stale(session, minutes, now=now, **which):
@@ -55,13 +55,14 @@ def stale_page():
     number, page_error = page_number()
     error = error or page_error
     status = 400 if error else 200
+    now = utcnow()  # one moment for the count and the rows
     with _db().read() as session:
-        total = stale.count_stale(session, minutes, now=utcnow(), cap=COUNTED)
+        total = stale.count_stale(session, minutes, now=now, cap=COUNTED)
         if error is None and total and (error := past_the_end(number, min(total, COUNTED), PER_PAGE, "stale runs")):
             status = 404
         if error:
             number = 1
-        rows = _stale_rows(session, minutes, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
+        rows = _stale_rows(session, minutes, now=now, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
     shown = pager(number, min(total, COUNTED), PER_PAGE, len(rows), more=total > COUNTED)
     return render("stale.html", "_stale_table.html", status, rows=rows, pager=shown, minutes=minutes, error=error)
 
